@@ -1,0 +1,3 @@
+"""callserver: answer phone calls with OpenAI realtime voice agents."""
+
+__version__ = "0.1.0"

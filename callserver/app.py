@@ -1,0 +1,164 @@
+"""The HTTP surface: routes and lifespan only. Decisions live in ``calls/`` and below.
+
+``create_app`` builds every long-lived object in the lifespan (no module-level state) and
+stores them on ``app.state`` for the routes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from callserver.calls.control import CallControlClient
+from callserver.calls.manager import CallManager, Draining
+from callserver.calls.registry import InMemoryRegistry
+from callserver.config_holder import ConfigHolder
+from callserver.settings import Settings
+from callserver.twilio_routes import (
+    TwilioService,
+    build_twilio,
+    twilio_dial_action,
+    twilio_status,
+    twilio_voice,
+)
+from callserver.webhooks.body import read_capped_body
+from callserver.webhooks.errors import WebhookError
+from callserver.webhooks.openai import CALL_INCOMING, parse_event, parse_incoming_call
+from callserver.webhooks.signature import SignatureVerifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(slots=True)
+class Services:
+    """Everything the routes need, built once per app in the lifespan."""
+
+    settings: Settings
+    config: ConfigHolder
+    manager: CallManager
+    verifier: SignatureVerifier | None
+    twilio: TwilioService | None = None
+    """The Twilio number integration; None when TWILIO_AUTH_TOKEN is unset."""
+
+
+def build_verifier(settings: Settings) -> SignatureVerifier | None:
+    """Signature checks are on unless the explicit development flag is set."""
+    if settings.insecure_skip_signature:
+        log.critical(
+            "CALLSERVER_INSECURE_SKIP_SIGNATURE is set: webhook signatures are NOT checked. "
+            "Anyone who can reach this server can make it answer calls. Development only."
+        )
+        return None
+    if settings.webhook_secret is None:
+        raise RuntimeError(
+            "OPENAI_WEBHOOK_SECRET is not set (whsec_...). Set it, or for local development "
+            "only set CALLSERVER_INSECURE_SKIP_SIGNATURE=1."
+        )
+    return SignatureVerifier(settings.webhook_secret.get_secret_value())
+
+
+def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starlette:
+    """The ASGI app. ``config`` may be passed pre-loaded (the CLI validates before serving)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        import agents
+
+        if not settings.tracing_enabled:
+            agents.set_tracing_disabled(True)
+        verifier = build_verifier(settings)
+        holder = config or ConfigHolder.load(settings.config_path)
+        registry = InMemoryRegistry(
+            max_calls=settings.max_concurrent_calls, dedupe_ttl_s=settings.dedupe_ttl_s
+        )
+        control = CallControlClient(
+            settings.openai_base_url,
+            settings.openai_api_key.get_secret_value(),
+            timeout_s=settings.http_timeout_s,
+        )
+        manager = CallManager(settings=settings, registry=registry, control=control, config=holder)
+        twilio = build_twilio(settings, manager, holder)
+        app.state.services = Services(settings, holder, manager, verifier, twilio=twilio)
+        log.info(
+            "callserver ready",
+            extra={"config_hash": holder.current.config_hash, "base_url": settings.openai_base_url},
+        )
+        try:
+            yield
+        finally:
+            await manager.drain(settings.drain_timeout_s)
+            await control.aclose()
+
+    return Starlette(
+        routes=[
+            Route("/webhooks/openai", openai_webhook, methods=["POST"]),
+            Route("/twilio/voice", twilio_voice, methods=["POST"]),
+            Route("/twilio/status", twilio_status, methods=["POST"]),
+            Route("/twilio/dial-action", twilio_dial_action, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def openai_webhook(request: Request) -> JSONResponse:
+    """``realtime.call.incoming`` -> claimed call (accepted in the background) -> 200."""
+    services = _services(request)
+    try:
+        body = await read_capped_body(request, services.settings.max_webhook_body_bytes)
+        if services.verifier is not None:
+            webhook_id = services.verifier.verify(body, request.headers)
+        else:
+            webhook_id = request.headers.get("webhook-id", "")
+        event = parse_event(body)
+        if not webhook_id:
+            webhook_id = f"event:{event.event_id}"
+        if event.type != CALL_INCOMING:
+            return JSONResponse({"status": "ignored", "type": event.type[:100]})
+        call = parse_incoming_call(event, webhook_id)
+        outcome = await services.manager.handle_incoming(call)
+    except WebhookError as exc:
+        log.warning("webhook refused: %s", exc.message, extra={"reason": exc.reason})
+        return _error(exc.status, exc.message)
+    except Draining:
+        return _error(503, "draining: not taking new calls", headers={"Retry-After": "5"})
+    return JSONResponse({"status": outcome, "call_id": call.call_id})
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    services = _services(request)
+    reasons = []
+    if services.manager.draining:
+        reasons.append("draining")
+    ok, detail = await services.manager.registry.healthy()
+    if not ok:
+        reasons.append(f"registry: {detail}")
+    if reasons:
+        return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
+    return JSONResponse(
+        {
+            "status": "ready",
+            "active_calls": services.manager.active_count,
+            "config_hash": services.config.current.config_hash,
+        }
+    )

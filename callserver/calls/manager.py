@@ -1,0 +1,339 @@
+"""The call-lifecycle manager: from a verified webhook to a finalised call record.
+
+Every call is a task owned by the manager. Every way a call can end (the caller hangs up,
+an agent ends or transfers it, max duration, an admin or Twilio request, shutdown) goes
+through :meth:`CallManager.end`, which is idempotent: it hangs up at OpenAI when we are the
+ones ending a live call, stops the session, finalises the record and frees the slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from callserver.calls import sdk
+from callserver.calls.control import CallControlClient, CallGone, ControlError
+from callserver.calls.handle import CallHandle
+from callserver.calls.records import CallRecord, CallState
+from callserver.calls.registry import CallRegistry
+from callserver.calls.session import CallSession
+from callserver.graph.context import CallToolContext
+from callserver.settings import Settings
+from callserver.webhooks.openai import IncomingCall
+
+log = logging.getLogger(__name__)
+
+SIP_BUSY = 486
+SIP_DECLINE = 603
+HANGUP_TIMEOUT_S = 5.0
+TASK_STOP_TIMEOUT_S = 5.0
+
+
+class ConfigSource(Protocol):
+    """Where the current config comes from; reload swaps what ``current`` returns."""
+
+    @property
+    def current(self) -> Any: ...
+
+
+class Draining(Exception):
+    """The instance takes no new calls (shutdown in progress)."""
+
+
+EndListener = Callable[[CallRecord], None]
+PreCheck = Callable[[IncomingCall], Awaitable[int | None]]
+"""Runs before a call is admitted; returns a SIP code to reject it with, or None."""
+
+
+class CallManager:
+    """Owns every call task; the only writer of call state."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        registry: CallRegistry,
+        control: CallControlClient,
+        config: ConfigSource,
+    ) -> None:
+        self._settings = settings
+        self.registry = registry
+        self._control = control
+        self._config = config
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._aux: set[asyncio.Task[Any]] = set()
+        self._sessions: dict[str, CallSession] = {}
+        self._handles: dict[str, CallHandle] = {}
+        self._ended: dict[str, asyncio.Event] = {}
+        self.draining = False
+        self.end_listeners: list[EndListener] = []
+        self.prechecks: list[PreCheck] = []
+
+    # ---- intake ---------------------------------------------------------------------------
+
+    async def handle_incoming(self, call: IncomingCall) -> str:
+        """Claim and start a call; returns ``started`` or ``duplicate``.
+
+        Raises :class:`Draining` while shutting down, *before* claiming anything, so the
+        redelivery OpenAI makes after our 503 is still accepted (elsewhere or later).
+        """
+        if self.draining:
+            raise Draining()
+        if not await self.registry.claim_delivery(call.webhook_id):
+            log.info("duplicate delivery ignored", extra={"call_id": call.call_id})
+            return "duplicate"
+        if not await self.registry.claim_call(call.call_id):
+            log.info("duplicate call ignored", extra={"call_id": call.call_id})
+            return "duplicate"
+        record = CallRecord(
+            call_id=call.call_id,
+            caller=call.caller,
+            dialed=call.dialed,
+            twilio_call_sid=call.twilio_call_sid,
+        )
+        await self.registry.put(record)
+        if call.twilio_call_sid:
+            await self.registry.link_call_sid(call.twilio_call_sid, call.call_id)
+        self._ended[call.call_id] = asyncio.Event()
+        self._tasks[call.call_id] = asyncio.create_task(
+            self._call_task(record, call), name=f"call:{call.call_id}"
+        )
+        return "started"
+
+    # ---- the call task --------------------------------------------------------------------
+
+    async def _call_task(self, record: CallRecord, call: IncomingCall) -> None:
+        try:
+            reason, hangup = await self._lifecycle(record, call)
+        except asyncio.CancelledError:
+            raise  # an external end() owns finalisation
+        except Exception:
+            log.exception("call task failed", extra={"call_id": record.call_id})
+            reason, hangup = "internal_error", True
+        await self.end(record.call_id, reason, hangup=hangup)
+
+    async def _lifecycle(self, record: CallRecord, call: IncomingCall) -> tuple[str, bool]:
+        """Route, admit, accept, attach, run; returns (end reason, whether to hang up)."""
+        deadline = record.created_mono + self._settings.ring_deadline_s
+        config = self._config.current
+        info = call.info()
+        route = config.route(info)
+        record.route = route.route_name
+        record.config_hash = config.config_hash
+        if route.graph is None:
+            code = route.reject_sip_code or SIP_DECLINE
+            return await self._reject(record, code, deadline, "rejected:route")
+        for precheck in self.prechecks:
+            code = await precheck(call)
+            if code is not None:
+                return await self._reject(record, code, deadline, "rejected:precheck")
+        graph = route.graph
+        record.graph = graph.name
+        built = graph.build(info)
+        if not await self.registry.acquire_slot(
+            record.call_id, graph.name, built.limits.max_concurrent
+        ):
+            log.warning("over capacity, rejecting", extra={"call_id": record.call_id})
+            return await self._reject(record, SIP_BUSY, deadline, "rejected:capacity")
+
+        handle = CallHandle(
+            record.call_id,
+            schedule_end=lambda reason, hangup: self.spawn_end(record.call_id, reason, hangup),
+            transfer=lambda target, reason: self.transfer(record.call_id, target, reason=reason),
+        )
+        self._handles[record.call_id] = handle
+        context = CallToolContext(call=info, graph=graph.name, controls=handle)
+        record.transition(CallState.ACCEPTING)
+        body = await sdk.accept_payload(
+            agent=built.starting_agent,
+            model_name=built.model,
+            settings=built.model_settings,
+            run_config=built.run_config,
+            context=context,
+        )
+        try:
+            await self._control.accept(record.call_id, body, deadline=deadline)
+        except CallGone:
+            log.info("caller gone before accept", extra={"call_id": record.call_id})
+            return "caller_gone", False
+        except ControlError as exc:
+            log.error("accept failed: %s", exc.detail, extra={"call_id": record.call_id})
+            return "accept_failed", False
+        record.transition(CallState.ACTIVE)
+        log.info(
+            "call accepted",
+            extra={"call_id": record.call_id, "graph": graph.name, "route": route.route_name},
+        )
+        session = CallSession(
+            record=record,
+            built=built,
+            context=context,
+            url=self._settings.realtime_url(record.call_id),
+            api_key=self._settings.openai_api_key.get_secret_value(),
+            raw_listeners=[handle.on_server_event],
+        )
+        self._sessions[record.call_id] = session
+        max_duration = min(built.limits.max_duration_s, self._settings.max_call_duration_s)
+        remaining = max_duration - (time.monotonic() - record.created_mono)
+        try:
+            async with asyncio.timeout(max(remaining, 0.0)):
+                reason = await session.run()
+        except TimeoutError:
+            return "max_duration", True
+        return reason, reason != "caller_hangup"
+
+    async def _reject(
+        self, record: CallRecord, code: int, deadline: float, reason: str
+    ) -> tuple[str, bool]:
+        try:
+            await self._control.reject(record.call_id, code, deadline=deadline)
+        except CallGone:
+            return "caller_gone", False
+        except ControlError as exc:
+            log.error("reject failed: %s", exc.detail, extra={"call_id": record.call_id})
+        return reason, False
+
+    # ---- ending ---------------------------------------------------------------------------
+
+    def spawn_end(self, call_id: str, reason: str, hangup: bool = True) -> None:
+        """Schedule :meth:`end` from code that must not wait for it (tools, callbacks)."""
+        self._own(self.end(call_id, reason, hangup=hangup), name=f"end:{call_id}")
+
+    async def end(self, call_id: str, reason: str, *, hangup: bool = True) -> bool:
+        """End a call, once. Returns False if it was already ending or ended.
+
+        ``hangup``: we are the ones ending a call that may still be connected, so tell OpenAI
+        (404 = already gone = fine). When the caller hung up there is nothing to tell.
+        """
+        record = await self.registry.get(call_id)
+        if record is None:
+            return False
+        if not record.live:
+            event = self._ended.get(call_id)
+            if event is not None and asyncio.current_task() is not self._tasks.get(call_id):
+                await event.wait()
+            return False
+        previous = record.state
+        record.transition(CallState.ENDING)
+        record.end_reason = reason
+        task = self._tasks.get(call_id)
+        try:
+            if hangup and previous is CallState.ACTIVE:
+                await self._hangup(call_id)
+        finally:
+            if task is not None and task is not asyncio.current_task() and not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=TASK_STOP_TIMEOUT_S)
+            if hangup and previous is CallState.ACCEPTING:
+                # An accept may have landed while we cancelled it: make sure no caller is
+                # left connected to nobody.
+                await self._hangup(call_id)
+            await self._finalize(record)
+        return True
+
+    async def _hangup(self, call_id: str) -> None:
+        try:
+            await self._control.hangup(call_id, deadline=time.monotonic() + HANGUP_TIMEOUT_S)
+        except ControlError as exc:
+            log.error("hangup failed: %s", exc.detail, extra={"call_id": call_id})
+
+    async def _finalize(self, record: CallRecord) -> None:
+        call_id = record.call_id
+        handle = self._handles.pop(call_id, None)
+        if handle is not None:
+            handle.close()
+        self._sessions.pop(call_id, None)
+        record.transition(CallState.ENDED)
+        await self.registry.release_slot(call_id)
+        await self.registry.finished(record)
+        self._tasks.pop(call_id, None)
+        event = self._ended.pop(call_id, None)
+        if event is not None:
+            event.set()
+        log.info(
+            "call ended",
+            extra={
+                "call_id": call_id,
+                "graph": record.graph,
+                "end_reason": record.end_reason,
+                "duration_s": round(record.duration_s(), 3),
+            },
+        )
+        for listener in self.end_listeners:
+            try:
+                listener(record)
+            except Exception:
+                log.exception("end listener failed", extra={"call_id": call_id})
+
+    async def transfer(self, call_id: str, target_uri: str, *, reason: str = "transferred") -> None:
+        """Cold-transfer a live call (SIP REFER), then end our side of it without a hangup:
+        the phone call now belongs to the transfer target."""
+        record = await self.registry.get(call_id)
+        if record is None or record.state is not CallState.ACTIVE:
+            raise LookupError(call_id)
+        await self._control.refer(
+            call_id, target_uri, deadline=time.monotonic() + HANGUP_TIMEOUT_S
+        )
+        self.spawn_end(call_id, reason, hangup=False)
+
+    async def end_by_call_sid(self, call_sid: str, reason: str) -> bool:
+        """End the call a Twilio CallSid maps to (X-Twilio-CallSid); False if none is live."""
+        record = await self.registry.by_call_sid(call_sid)
+        if record is None:
+            return False
+        return await self.end(record.call_id, reason, hangup=True)
+
+    async def wait_ended(self, call_id: str, timeout: float) -> None:
+        event = self._ended.get(call_id)
+        if event is not None:
+            await asyncio.wait_for(event.wait(), timeout)
+
+    def session(self, call_id: str) -> CallSession | None:
+        return self._sessions.get(call_id)
+
+    # ---- shutdown -------------------------------------------------------------------------
+
+    def begin_drain(self) -> None:
+        if not self.draining:
+            log.warning("draining: new calls are refused with 503")
+        self.draining = True
+
+    async def drain(self, timeout_s: float) -> None:
+        """Stop taking calls, let live ones finish for ``timeout_s``, then hang them up."""
+        self.begin_drain()
+        deadline = time.monotonic() + timeout_s
+        while self._tasks and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        remaining = list(self._tasks)
+        if remaining:
+            log.warning("drain timeout: hanging up %d call(s)", len(remaining))
+            await asyncio.gather(
+                *(self.end(call_id, "shutdown", hangup=True) for call_id in remaining),
+                return_exceptions=True,
+            )
+        await self._stop_aux()
+
+    async def _stop_aux(self) -> None:
+        for task in list(self._aux):
+            task.cancel()
+        if self._aux:
+            await asyncio.wait(self._aux, timeout=TASK_STOP_TIMEOUT_S)
+
+    def _own(self, coro: Any, *, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._aux.add(task)
+        task.add_done_callback(self._aux.discard)
+
+    @property
+    def active_count(self) -> int:
+        return len(self._tasks)
+
+    def task_names(self) -> list[str]:
+        """Names of every task the manager still owns (tests assert this empties)."""
+        return [t.get_name() for t in self._tasks.values()] + [
+            t.get_name() for t in self._aux if not t.done()
+        ]

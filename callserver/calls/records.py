@@ -1,0 +1,112 @@
+"""The record of one call: its state machine and what happened on it.
+
+A record is created when a webhook is claimed and finalised exactly once, whatever ends the
+call. Everything the post-call world needs (logs, metrics, post-call events, the admin API)
+reads from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+from typing import Any
+
+
+class CallState(enum.StrEnum):
+    INCOMING = "incoming"
+    ACCEPTING = "accepting"
+    ACTIVE = "active"
+    ENDING = "ending"
+    ENDED = "ended"
+
+
+_ALLOWED: dict[CallState, frozenset[CallState]] = {
+    CallState.INCOMING: frozenset({CallState.ACCEPTING, CallState.ENDING}),
+    CallState.ACCEPTING: frozenset({CallState.ACTIVE, CallState.ENDING}),
+    CallState.ACTIVE: frozenset({CallState.ENDING}),
+    CallState.ENDING: frozenset({CallState.ENDED}),
+    CallState.ENDED: frozenset(),
+}
+
+
+class InvalidTransition(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass(slots=True)
+class ToolCall:
+    name: str
+    agent: str
+    started_at: float
+    duration_s: float | None = None
+    outcome: str = "running"
+
+
+@dataclasses.dataclass(slots=True)
+class CallRecord:
+    """Mutable while the call lives; frozen in spirit once ``state`` is ENDED."""
+
+    call_id: str
+    caller: str | None = None
+    dialed: str | None = None
+    twilio_call_sid: str | None = None
+    twilio_status: str | None = None
+    """Last Twilio CallStatus seen for the call (status callbacks), e.g. ``ringing``."""
+    graph: str | None = None
+    route: str | None = None
+    config_hash: str | None = None
+    state: CallState = CallState.INCOMING
+    created_at: float = dataclasses.field(default_factory=time.time)
+    created_mono: float = dataclasses.field(default_factory=time.monotonic)
+    accepted_mono: float | None = None
+    ended_mono: float | None = None
+    end_reason: str | None = None
+    current_agent: str | None = None
+    agents_visited: list[str] = dataclasses.field(default_factory=list)
+    tool_calls: list[ToolCall] = dataclasses.field(default_factory=list)
+    handoffs: int = 0
+    guardrail_trips: int = 0
+    errors: list[str] = dataclasses.field(default_factory=list)
+    usage: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def transition(self, new: CallState) -> None:
+        if new not in _ALLOWED[self.state]:
+            raise InvalidTransition(f"{self.call_id}: {self.state} -> {new}")
+        self.state = new
+        if new is CallState.ACTIVE:
+            self.accepted_mono = time.monotonic()
+        elif new is CallState.ENDED:
+            self.ended_mono = time.monotonic()
+
+    @property
+    def live(self) -> bool:
+        return self.state not in (CallState.ENDING, CallState.ENDED)
+
+    def duration_s(self) -> float:
+        end = self.ended_mono if self.ended_mono is not None else time.monotonic()
+        return end - self.created_mono
+
+    def visit(self, agent: str) -> None:
+        self.current_agent = agent
+        if not self.agents_visited or self.agents_visited[-1] != agent:
+            self.agents_visited.append(agent)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready view for logs and the admin API (numbers stay out unless asked)."""
+        return {
+            "call_id": self.call_id,
+            "state": self.state.value,
+            "graph": self.graph,
+            "route": self.route,
+            "current_agent": self.current_agent,
+            "agents_visited": list(self.agents_visited),
+            "started_at": self.created_at,
+            "duration_s": round(self.duration_s(), 3),
+            "end_reason": self.end_reason,
+            "tool_calls": [dataclasses.asdict(t) for t in self.tool_calls],
+            "handoffs": self.handoffs,
+            "guardrail_trips": self.guardrail_trips,
+            "errors": list(self.errors),
+            "usage": dict(self.usage),
+        }

@@ -1,0 +1,154 @@
+"""Where calls are tracked: an interface, and the in-process implementation.
+
+The manager only talks to :class:`CallRegistry`, so a shared store (Redis, for several
+instances) can implement the same methods. Claims and slots are atomic: in-process they run
+without an ``await`` in between, so the event loop cannot interleave two of them.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Protocol
+
+from callserver.calls.records import CallRecord
+
+
+class RegistryUnavailable(RuntimeError):
+    """The shared store cannot be reached (or did not answer in time).
+
+    Raised by decisions that need the shared store: claims, slots, reads of calls owned by
+    another instance. The manager maps it to "reject new calls" (calls already running are
+    not affected); the store's client reconnects by itself when it is back.
+    """
+
+
+class CallRegistry(Protocol):
+    async def claim_delivery(self, webhook_id: str) -> bool:
+        """True for the first claim of a webhook delivery id (within the dedupe TTL)."""
+
+    async def claim_call(self, call_id: str) -> bool:
+        """True for the first claim of a call id: only that claimant may accept it."""
+
+    async def acquire_slot(self, call_id: str, graph: str, graph_limit: int | None) -> bool:
+        """Take a concurrency slot (global and per graph); False when full."""
+
+    async def release_slot(self, call_id: str) -> None:
+        """Give a slot back; idempotent."""
+
+    async def put(self, record: CallRecord) -> None: ...
+
+    async def get(self, call_id: str) -> CallRecord | None: ...
+
+    async def live_calls(self) -> list[CallRecord]: ...
+
+    async def finished(self, record: CallRecord) -> None:
+        """Move a record to the ended list (bounded), after it reached ENDED."""
+
+    async def link_call_sid(self, call_sid: str, call_id: str) -> None: ...
+
+    async def by_call_sid(self, call_sid: str) -> CallRecord | None: ...
+
+    async def healthy(self) -> tuple[bool, str]: ...
+
+    def is_local(self, call_id: str) -> bool:
+        """True if this instance owns the live call (so ``end`` runs here, not elsewhere)."""
+
+    async def owner_of(self, call_id: str) -> str | None:
+        """Instance id owning a live call (its lease current), or None."""
+
+
+class _TTLSet:
+    """Ids seen within ``ttl_s``; bounded so a flood of ids cannot grow memory forever."""
+
+    def __init__(self, ttl_s: float, max_items: int = 200_000) -> None:
+        self._ttl = ttl_s
+        self._max = max_items
+        self._items: collections.OrderedDict[str, float] = collections.OrderedDict()
+
+    def add(self, key: str) -> bool:
+        now = time.monotonic()
+        while self._items:
+            oldest, seen = next(iter(self._items.items()))
+            if now - seen < self._ttl and len(self._items) < self._max:
+                break
+            del self._items[oldest]
+        if key in self._items:
+            return False
+        self._items[key] = now
+        return True
+
+
+class InMemoryRegistry:
+    """Single-process registry; state is lost on restart (use Redis for more)."""
+
+    def __init__(
+        self, *, max_calls: int, dedupe_ttl_s: float = 3600.0, keep_ended: int = 1000
+    ) -> None:
+        self.max_calls = max_calls
+        self._deliveries = _TTLSet(dedupe_ttl_s)
+        self._call_ids = _TTLSet(dedupe_ttl_s)
+        self._calls: dict[str, CallRecord] = {}
+        self._ended: collections.OrderedDict[str, CallRecord] = collections.OrderedDict()
+        self._keep_ended = keep_ended
+        self._slots: dict[str, str] = {}
+        self._graph_counts: collections.Counter[str] = collections.Counter()
+        self._call_sids: dict[str, str] = {}
+
+    async def claim_delivery(self, webhook_id: str) -> bool:
+        return self._deliveries.add(webhook_id)
+
+    async def claim_call(self, call_id: str) -> bool:
+        return self._call_ids.add(call_id)
+
+    async def acquire_slot(self, call_id: str, graph: str, graph_limit: int | None) -> bool:
+        if call_id in self._slots:
+            return True
+        if len(self._slots) >= self.max_calls:
+            return False
+        if graph_limit is not None and self._graph_counts[graph] >= graph_limit:
+            return False
+        self._slots[call_id] = graph
+        self._graph_counts[graph] += 1
+        return True
+
+    async def release_slot(self, call_id: str) -> None:
+        graph = self._slots.pop(call_id, None)
+        if graph is not None:
+            self._graph_counts[graph] -= 1
+
+    def slots_in_use(self) -> int:
+        return len(self._slots)
+
+    async def put(self, record: CallRecord) -> None:
+        self._calls[record.call_id] = record
+
+    async def get(self, call_id: str) -> CallRecord | None:
+        return self._calls.get(call_id) or self._ended.get(call_id)
+
+    async def live_calls(self) -> list[CallRecord]:
+        return list(self._calls.values())
+
+    async def finished(self, record: CallRecord) -> None:
+        self._calls.pop(record.call_id, None)
+        self._ended[record.call_id] = record
+        while len(self._ended) > self._keep_ended:
+            self._ended.popitem(last=False)
+        if record.twilio_call_sid:
+            self._call_sids.pop(record.twilio_call_sid, None)
+
+    async def link_call_sid(self, call_sid: str, call_id: str) -> None:
+        self._call_sids[call_sid] = call_id
+
+    async def by_call_sid(self, call_sid: str) -> CallRecord | None:
+        call_id = self._call_sids.get(call_sid)
+        return self._calls.get(call_id) if call_id else None
+
+    async def healthy(self) -> tuple[bool, str]:
+        return True, "in-process registry"
+
+    def is_local(self, call_id: str) -> bool:
+        return call_id in self._calls
+
+    async def owner_of(self, call_id: str) -> str | None:
+        return "local" if call_id in self._calls else None

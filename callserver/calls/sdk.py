@@ -1,0 +1,77 @@
+"""Everything callserver needs from the agents SDK's realtime internals, in one place.
+
+``openai-agents`` changes its realtime module often. This module is the only one that calls
+SDK helpers beyond the documented ``RealtimeRunner``/``RealtimeSession`` surface, so an
+upgrade is checked here (and by ``tests/test_sdk_contract.py``), nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.realtime import RealtimeAgent, RealtimeRunConfig, RealtimeRunner
+from agents.realtime.config import RealtimeSessionModelSettings
+from agents.realtime.model import RealtimeModelConfig
+from agents.realtime.openai_realtime import OpenAIRealtimeSIPModel
+
+
+def make_model(model_name: str) -> OpenAIRealtimeSIPModel:
+    """A fresh SIP model object for one call (a model object connects exactly once).
+
+    The SDK refuses ``model_name`` in the settings together with ``call_id``; the model
+    that goes into its ``session.update`` is the attribute set here.
+    """
+    model = OpenAIRealtimeSIPModel()
+    model.model = model_name
+    return model
+
+
+def model_config(
+    *, call_id: str, url: str, api_key: str, settings: RealtimeSessionModelSettings
+) -> RealtimeModelConfig:
+    """The ``model_config`` for ``RealtimeRunner.run`` attaching to ``call_id``."""
+    return {
+        "call_id": call_id,
+        "url": url,
+        "api_key": api_key,
+        "initial_model_settings": settings,
+    }
+
+
+def make_runner(
+    agent: RealtimeAgent[Any], model: OpenAIRealtimeSIPModel, run_config: RealtimeRunConfig
+) -> RealtimeRunner:
+    """One runner per call, bound to that call's model object."""
+    return RealtimeRunner(starting_agent=agent, model=model, config=run_config)
+
+
+async def accept_payload(
+    *,
+    agent: RealtimeAgent[Any],
+    model_name: str,
+    settings: RealtimeSessionModelSettings,
+    run_config: RealtimeRunConfig,
+    context: Any,
+) -> dict[str, Any]:
+    """The ``/accept`` body, built by the same SDK code that builds the ``session.update``
+    the session sends when it attaches, so the two cannot disagree.
+
+    Two SDK quirks are corrected: the helper builds its payload on a non-SIP model object, so
+    it (1) uses the SDK's default model name and (2) fills in PCM audio formats, which on SIP
+    must stay unset (SDP negotiates them) unless the operator configured them.
+    """
+    payload = await OpenAIRealtimeSIPModel.build_initial_session_payload(
+        agent,
+        context=context,
+        model_config={"initial_model_settings": settings},
+        run_config=run_config,
+    )
+    body = payload.model_dump(exclude_none=True, mode="json")
+    body["model"] = model_name
+    audio = body.get("audio") or {}
+    configured = settings.get("audio") or {}
+    for direction, flat_key in (("input", "input_audio_format"), ("output", "output_audio_format")):
+        chosen = (configured.get(direction) or {}).get("format") or settings.get(flat_key)  # type: ignore[attr-defined]
+        if chosen is None and isinstance(audio.get(direction), dict):
+            audio[direction].pop("format", None)
+    return body

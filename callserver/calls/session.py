@@ -1,0 +1,170 @@
+"""One agents-SDK realtime session attached to one accepted call.
+
+The runner connects ``OpenAIRealtimeSIPModel`` to the call's control websocket, optionally
+has the agent speak first, and consumes every session event into the call record. It does
+not decide how a call ends: it returns why its event stream stopped, and the call manager's
+one end path does the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agents.realtime import RealtimeSession, RealtimeSessionEvent
+from agents.realtime.model_inputs import RealtimeModelSendRawMessage
+
+from callserver.calls import sdk
+from callserver.calls.records import CallRecord, ToolCall
+from callserver.graph.context import CallToolContext
+
+log = logging.getLogger(__name__)
+
+RawListener = Callable[[dict[str, Any]], None]
+
+
+class SessionEnded(Exception):
+    """The session's stream stopped; ``reason`` says why (for the end path)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CallSession:
+    """Runs the SDK session for one call until its event stream stops."""
+
+    def __init__(
+        self,
+        *,
+        record: CallRecord,
+        built: Any,
+        context: CallToolContext,
+        url: str,
+        api_key: str,
+        raw_listeners: list[RawListener],
+    ) -> None:
+        self._record = record
+        self._built = built
+        self._context = context
+        self._url = url
+        self._api_key = api_key
+        self._raw_listeners = raw_listeners
+        self.session: RealtimeSession | None = None
+        self._open_tools: dict[str, list[ToolCall]] = {}
+
+    async def run(self) -> str:
+        """Connect, consume events, and return the end reason when the stream stops.
+
+        Cancellation (our end path) propagates; the ``async with`` closes the SDK session,
+        which cancels and awaits its tool and guardrail tasks.
+        """
+        built = self._built
+        model = sdk.make_model(built.model)
+        runner = sdk.make_runner(built.starting_agent, model, built.run_config)
+        config = sdk.model_config(
+            call_id=self._record.call_id,
+            url=self._url,
+            api_key=self._api_key,
+            settings=built.model_settings,
+        )
+        session = await runner.run(context=self._context, model_config=config)
+        try:
+            await session.__aenter__()
+        except Exception as exc:
+            log.error(
+                "session connect failed: %s",
+                type(exc).__name__,
+                extra={"call_id": self._record.call_id},
+            )
+            await session.close()
+            return "connect_failed"
+        self.session = session
+        try:
+            self._record.visit(built.starting_agent.name)
+            if built.greeting:
+                await self.say(built.greeting)
+            try:
+                async for event in session:
+                    self._on_event(event)
+            except Exception as exc:
+                # The SDK raises the websocket's close (1006 and friends) from the iterator:
+                # for a SIP call that is the caller hanging up.
+                log.info(
+                    "session stream stopped: %s",
+                    type(exc).__name__,
+                    extra={"call_id": self._record.call_id},
+                )
+            return "caller_hangup"
+        finally:
+            self.session = None
+            await session.close()
+
+    async def say(self, instructions: str) -> None:
+        """Ask the model for a response now (greetings, prompts): a raw ``response.create``."""
+        if self.session is None:
+            return
+        await self.session.model.send_event(
+            RealtimeModelSendRawMessage(
+                message={
+                    "type": "response.create",
+                    "other_data": {"response": {"instructions": instructions}},
+                }
+            )
+        )
+
+    def _on_event(self, event: RealtimeSessionEvent) -> None:
+        record = self._record
+        call_id = record.call_id
+        if event.type == "raw_model_event":
+            data = event.data
+            if data.type == "raw_server_event" and isinstance(data.data, dict):
+                self._on_raw(data.data)
+            return
+        if event.type == "agent_start":
+            record.visit(event.agent.name)
+        elif event.type == "handoff":
+            record.handoffs += 1
+            record.visit(event.to_agent.name)
+            log.info(
+                "handoff %s -> %s",
+                event.from_agent.name,
+                event.to_agent.name,
+                extra={"call_id": call_id},
+            )
+        elif event.type == "tool_start":
+            name = getattr(event.tool, "name", "?")
+            tool_call = ToolCall(name=name, agent=event.agent.name, started_at=time.monotonic())
+            record.tool_calls.append(tool_call)
+            self._open_tools.setdefault(name, []).append(tool_call)
+            log.info("tool %s started", name, extra={"call_id": call_id})
+        elif event.type == "tool_end":
+            name = getattr(event.tool, "name", "?")
+            pending = self._open_tools.get(name)
+            if pending:
+                tool_call = pending.pop(0)
+                tool_call.duration_s = time.monotonic() - tool_call.started_at
+                tool_call.outcome = "ok"
+            log.info("tool %s finished", name, extra={"call_id": call_id})
+        elif event.type == "guardrail_tripped":
+            record.guardrail_trips += 1
+            log.warning("output guardrail tripped", extra={"call_id": call_id})
+        elif event.type == "error":
+            record.errors.append(str(event.error)[:200])
+            log.warning("session error: %s", str(event.error)[:200], extra={"call_id": call_id})
+
+    def _on_raw(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "response.done":
+            usage = (message.get("response") or {}).get("usage") or {}
+            for key in ("input_tokens", "output_tokens", "total_tokens"):
+                value = usage.get(key)
+                if isinstance(value, int):
+                    self._record.usage[key] = self._record.usage.get(key, 0) + value
+        elif kind == "error":
+            code = (message.get("error") or {}).get("code")
+            self._record.errors.append(str(code))
+        for listener in self._raw_listeners:
+            listener(message)

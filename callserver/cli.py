@@ -1,0 +1,93 @@
+"""``callserver`` command line: serve, check, schema (and the offline demo).
+
+Thin by design: parse arguments, call into the package, map results to exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from callserver import logs
+    from callserver.config_holder import ConfigHolder
+    from callserver.graph import ConfigError
+    from callserver.serve import serve
+    from callserver.settings import Settings, SettingsError
+
+    env = dict(os.environ)
+    if args.config:
+        env["CALLSERVER_CONFIG"] = args.config
+    if args.log_format:
+        env["CALLSERVER_LOG_FORMAT"] = args.log_format
+    try:
+        settings = Settings.from_env(env)
+    except SettingsError as exc:
+        print(f"callserver: bad setting: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        holder = ConfigHolder.load(settings.config_path)
+    except ConfigError as exc:
+        print(f"callserver: refusing to start, invalid config:\n{exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"callserver: cannot read config: {exc}", file=sys.stderr)
+        return 1
+    try:
+        from callserver.app import build_verifier
+
+        build_verifier(settings)
+    except (RuntimeError, ValueError) as exc:
+        print(f"callserver: {exc}", file=sys.stderr)
+        return 2
+    serve(settings, holder, args.host, args.port)
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from callserver.graph.commands import check
+
+    code, text = check(Path(args.path))
+    print(text)
+    return code
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from callserver.graph.commands import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callserver", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the service")
+    serve.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve.add_argument("--config", help="agent-graph YAML file or directory (CALLSERVER_CONFIG)")
+    serve.add_argument("--log-format", choices=["json", "text"])
+    serve.set_defaults(func=_cmd_serve)
+
+    check = sub.add_parser("check", help="validate a config and summarise its graphs")
+    check.add_argument("path", nargs="?", default="config")
+    check.set_defaults(func=_cmd_check)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of the config format")
+    schema.set_defaults(func=_cmd_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Example tools and guardrails referenced by the bundled configs in ``config/``."""

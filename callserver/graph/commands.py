@@ -1,0 +1,72 @@
+"""What ``callserver check`` and ``callserver schema`` print; the CLI only wires them up."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from callserver.graph.errors import ConfigError
+from callserver.graph.graph_models import GraphFile
+from callserver.graph.loader import load_config
+from callserver.graph.route_models import RoutesFile
+from callserver.graph.spec import Config, GraphSpec
+
+
+def check(path: str | os.PathLike[str] = "config") -> tuple[int, str]:
+    """Validate a config: ``(0, summary)`` when usable, ``(1, every error)`` when not."""
+    try:
+        cfg = load_config(path)
+    except ConfigError as err:
+        count = len(err.issues)
+        return 1, f"{err}\n{count} error{'s' if count != 1 else ''} in {path}"
+    return 0, summary(cfg)
+
+
+def summary(cfg: Config) -> str:
+    """A human-readable overview of a loaded config."""
+    lines = [f"config {cfg.config_hash[:12]} ({len(cfg.files)} files)"]
+    for graph in cfg.graphs.values():
+        lines.extend(_graph_lines(graph))
+    lines.append("routes:")
+    for route in cfg.routes.routes:
+        action = f"graph {route.graph}" if route.graph else f"reject {route.reject}"
+        lines.append(f"  {route.name} -> {action}")
+    if cfg.routes.default_graph:
+        lines.append(f"  default -> graph {cfg.routes.default_graph}")
+    elif cfg.routes.default_reject:
+        lines.append(f"  default -> reject {cfg.routes.default_reject}")
+    else:
+        lines.append("  no match -> reject 603")
+    lines.extend(f"warning: {w}" for w in cfg.warnings)
+    lines.append("OK")
+    return "\n".join(lines)
+
+
+def _graph_lines(graph: GraphSpec) -> list[str]:
+    s = graph.session
+    lim = graph.limits
+    out = [
+        f"graph {graph.name} ({graph.file}): start {graph.start}, model {s.model}, "
+        f"voice {s.voice if isinstance(s.voice, str) else s.voice.id}",
+        f"  limits: max_duration {lim.max_duration_s:g}s, idle_timeout "
+        f"{'-' if lim.idle_timeout_s is None else f'{lim.idle_timeout_s:g}s'}, max_concurrent "
+        f"{'-' if lim.max_concurrent is None else lim.max_concurrent}",
+    ]
+    for key, plan in graph.agents.items():
+        tools = ", ".join(t.name for t in plan.tools) or "-"
+        guards = ", ".join(str(g.get_name()) for g in plan.guardrails) or "-"
+        out.append(f"  agent {key} ({plan.name!r}): tools [{tools}], guardrails [{guards}]")
+        for target, _ in plan.handoffs:
+            out.append(f"    handoff {key} -> {target}")
+    return out
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema for config files: a graph file, or routes.yaml."""
+    adapter: TypeAdapter[Any] = TypeAdapter(GraphFile | RoutesFile)
+    schema = adapter.json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "callserver config (graph file or routes.yaml)"
+    return schema

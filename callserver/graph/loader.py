@@ -1,0 +1,227 @@
+"""``load_config``: read YAML files, validate them, resolve them into a ``Config``.
+
+Layout: ``PATH`` is one graph file, or a directory where every ``*.yaml`` is one graph and
+``routes.yaml`` (optional with a single graph) is the routing table. Every problem in every
+file is collected and raised together as one ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from callserver.graph.errors import ConfigError, ConfigIssue, no_such
+from callserver.graph.fields import NAME_PATTERN
+from callserver.graph.graph_models import GraphFile
+from callserver.graph.resolve_graph import GraphResolver
+from callserver.graph.route_models import DefaultReject, RoutesFile
+from callserver.graph.routes import Matcher, Route, RouteTable
+from callserver.graph.spec import Config, GraphSpec
+from callserver.graph.validation import pydantic_issues
+from callserver.graph.yamlsrc import LineDict, format_path, locate, parse_yaml
+
+ROUTES_FILES = ("routes.yaml", "routes.yml")
+
+
+def _files(root: Path) -> list[Path]:
+    if root.is_dir():
+        return sorted([*root.glob("*.yaml"), *root.glob("*.yml")])
+    return [root]
+
+
+class _Loader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.issues: list[ConfigIssue] = []
+        self.warnings: list[str] = []
+        self.hashed: list[tuple[str, bytes]] = []
+
+    def issue(self, shown: str, data: Any, path: list[str | int], message: str) -> None:
+        line = locate(data, path)[0] if data is not None else 1
+        self.issues.append(ConfigIssue(shown, line, format_path(path), message))
+
+    def parse(self, file: Path, shown: str) -> Any:
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            self.issues.append(ConfigIssue(shown, 1, "(file)", f"cannot read: {exc.strerror}"))
+            return None
+        self.hashed.append((file.name, raw))
+        try:
+            parsed = parse_yaml(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            self.issues.append(ConfigIssue(shown, 1, "(file)", "not UTF-8 text"))
+            return None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark else 1
+            problem = getattr(exc, "problem", None) or str(exc)
+            self.issues.append(ConfigIssue(shown, line, "(yaml)", f"invalid YAML: {problem}"))
+            return None
+        for dup in parsed.duplicates:
+            self.issues.append(
+                ConfigIssue(
+                    shown, dup.line, dup.key, f"duplicate key (first at line {dup.first_line})"
+                )
+            )
+        if not isinstance(parsed.data, LineDict):
+            self.issues.append(ConfigIssue(shown, 1, "(top level)", "expected a mapping of keys"))
+            return None
+        return parsed.data
+
+    def graph(self, file: Path, shown: str, data: Any) -> tuple[str, GraphSpec | None]:
+        raw_name = data.get("name")
+        name = raw_name if isinstance(raw_name, str) else file.stem
+        if raw_name is None and not re.match(NAME_PATTERN, name):
+            self.issue(
+                shown, data, [], f"file name {file.stem!r} is not a valid graph name; set 'name'"
+            )
+        try:
+            model = GraphFile.model_validate(data)
+            bad: set[tuple[str, str]] = set()
+        except ValidationError as exc:
+            self.issues.extend(pydantic_issues(shown, data, exc))
+            pruned = _prune(data, exc)
+            if pruned is None:
+                return name, None
+            model, bad = pruned
+        resolver = GraphResolver(file, shown, data, self.env, known_bad=bad)
+        spec = resolver.resolve(name, model)
+        if bad:
+            spec = None
+        self.issues.extend(resolver.issues)
+        self.warnings.extend(resolver.warnings)
+        for extra in resolver.extra_files:
+            self.hashed.append((os.path.relpath(extra, file.parent), extra.read_bytes()))
+        return name, spec
+
+    def routes(self, shown: str, data: Any, names: Mapping[str, str]) -> RouteTable | None:
+        try:
+            model = RoutesFile.model_validate(data)
+        except ValidationError as exc:
+            self.issues.extend(pydantic_issues(shown, data, exc))
+            return None
+        routes: list[Route] = []
+        ok = True
+        seen: dict[str, int] = {}
+        for i, spec in enumerate(model.routes):
+            route_name = spec.name or f"routes[{i}]"
+            if route_name in seen:
+                self.issue(
+                    shown, data, ["routes", i, "name"], f"route name {route_name!r} is used twice"
+                )
+                ok = False
+            seen[route_name] = i
+            if spec.graph is not None and spec.graph not in names:
+                self.issue(shown, data, ["routes", i, "graph"], no_such("graph", spec.graph, names))
+                ok = False
+            routes.append(Route(route_name, Matcher.compile(spec.match), spec.graph, spec.reject))
+        default_graph = model.default if isinstance(model.default, str) else None
+        if default_graph is not None and default_graph not in names:
+            self.issue(shown, data, ["default"], no_such("graph", default_graph, names))
+            ok = False
+        default_reject = model.default.reject if isinstance(model.default, DefaultReject) else None
+        return RouteTable(tuple(routes), default_graph, default_reject) if ok else None
+
+
+_PRUNABLE = ("tools", "guardrails", "agents")
+
+
+def _prune(data: LineDict, exc: ValidationError) -> tuple[GraphFile, set[tuple[str, str]]] | None:
+    """Drop the invalid parts of a graph file so cross-reference checks can still run.
+
+    Invalid tools, guardrails and agents are removed (and references to them are not
+    reported again); other invalid sections fall back to their defaults.
+    """
+    bad: set[tuple[str, str]] = set()
+    work: dict[str, Any] = dict(data)
+    for _ in range(3):
+        drop_top: set[str] = set()
+        for err in exc.errors(include_url=False):
+            loc = err["loc"]
+            if len(loc) >= 2 and loc[0] in _PRUNABLE and isinstance(work.get(loc[0]), dict):
+                bad.add((str(loc[0]), str(loc[1])))
+            elif loc:
+                drop_top.add(str(loc[0]))
+        if "start" in drop_top or "agents" in drop_top:
+            return None
+        for section in _PRUNABLE:
+            if isinstance(work.get(section), dict):
+                work[section] = {
+                    k: v for k, v in work[section].items() if (section, str(k)) not in bad
+                }
+        for key in drop_top:
+            work.pop(key, None)
+        try:
+            return GraphFile.model_validate(work), bad
+        except ValidationError as again:
+            exc = again
+    return None
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate a config file or directory; raises ``ConfigError`` with every issue.
+
+    ``env`` (default ``os.environ``) supplies ``${NAME}`` references of HTTP tools.
+    """
+    root = Path(path)
+    loader = _Loader(os.environ if env is None else env)
+    if not root.exists():
+        raise ConfigError([ConfigIssue(str(root), 1, "(file)", "no such file or directory")])
+    files = _files(root)
+    if not files:
+        raise ConfigError([ConfigIssue(str(root), 1, "(dir)", "no *.yaml files in this directory")])
+    graphs: dict[str, GraphSpec] = {}
+    names: dict[str, str] = {}
+    routes_src: tuple[str, Any] | None = None
+    for file in files:
+        shown = str(root / file.name) if root.is_dir() else str(root)
+        data = loader.parse(file, shown)
+        if data is None:
+            continue
+        if file.name in ROUTES_FILES:
+            routes_src = (shown, data)
+            continue
+        name, spec = loader.graph(file, shown, data)
+        if name in names:
+            loader.issue(
+                shown,
+                data,
+                ["name"] if "name" in data else [],
+                f"graph {name!r} is also defined in {names[name]}",
+            )
+        names[name] = shown
+        if spec is not None:
+            graphs[name] = spec
+    table: RouteTable | None = None
+    if routes_src is not None:
+        table = loader.routes(routes_src[0], routes_src[1], names)
+    elif len(names) == 1:
+        table = RouteTable((), next(iter(names)), None)
+    elif len(names) > 1:
+        loader.issues.append(
+            ConfigIssue(
+                str(root), 1, "(dir)", "several graphs but no routes.yaml to choose between them"
+            )
+        )
+    elif not loader.issues:
+        loader.issues.append(ConfigIssue(str(root), 1, "(dir)", "no graph defined"))
+    if loader.issues or table is None:
+        raise ConfigError(loader.issues)
+    digest = hashlib.sha256()
+    for name, raw in sorted(loader.hashed):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(raw).digest())
+    return Config(
+        graphs=graphs,
+        routes=table,
+        config_hash=digest.hexdigest(),
+        files=tuple(sorted(n for n, _ in loader.hashed)),
+        warnings=tuple(loader.warnings),
+    )

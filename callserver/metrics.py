@@ -1,0 +1,345 @@
+"""Prometheus metrics for callserver, one :class:`Metrics` per app.
+
+Each :class:`Metrics` owns its own :class:`~prometheus_client.CollectorRegistry` instead of the
+process-wide default one, so several apps (tests, or a reload that rebuilds the app) can live in
+one process without "Duplicated timeseries" errors or counts leaking between them.
+
+The code reports what happened through typed methods (``call_ended(record)``,
+``tool_finished(...)``) rather than touching collectors, so metric names, labels and buckets
+live here only. Label values are bounded: phone numbers and call ids never become labels, and
+free-form values (end reasons, tool names, error codes) are mapped to ``"other"`` once they are
+unknown or too many, because every distinct label value is a time series kept forever.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder, generate_latest
+
+from callserver.calls.records import CallRecord
+
+OTHER = "other"
+NONE = "none"
+
+ACCEPT_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
+)  # fmt: skip
+"""Webhook received -> accept answered: normally tens to hundreds of ms, bad past a few s."""
+
+TOOL_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0,
+)  # fmt: skip
+"""Tools range from in-process lookups (ms) to slow HTTP backends (tens of s)."""
+
+CLEANUP_BUCKETS: tuple[float, ...] = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+"""Hangup -> slot freed and record finalised: should be ms; seconds means something hangs."""
+
+CALL_DURATION_BUCKETS: tuple[float, ...] = (
+    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
+)  # fmt: skip
+
+KNOWN_END_REASONS: frozenset[str] = frozenset(
+    {
+        "caller_hangup",
+        "agent_end_call",
+        "transferred",
+        "max_duration",
+        "shutdown",
+        "caller_gone",
+        "accept_failed",
+        "connect_failed",
+        "internal_error",
+        "rejected:route",
+        "rejected:precheck",
+        "rejected:capacity",
+        "admin_hangup",
+        "twilio_hangup",
+        "dtmf_end_call",
+    }
+)
+"""End reasons the code base produces. Others (e.g. transfer tool names used as reasons) are
+added with :meth:`Metrics.allow_end_reasons` when the config is loaded, or count as "other"."""
+
+_FAILED_AFTER_ACCEPT = frozenset({"internal_error", "connect_failed"})
+_LABEL_SAFE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+
+
+class _BoundedLabel:
+    """Maps raw values to a bounded set of label values.
+
+    ``allowed`` values always pass. Other values pass only while ``open_slots`` distinct
+    ones have not been used yet (and they look like identifiers, not free text); after that
+    they become ``"other"``. A closed label (``open_slots=0``) only takes ``allowed``.
+    """
+
+    def __init__(self, allowed: Iterable[str] = (), *, open_slots: int) -> None:
+        self._allowed = set(allowed)
+        self._open_slots = open_slots
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def allow(self, values: Iterable[str]) -> None:
+        with self._lock:
+            self._allowed.update(v for v in values if _LABEL_SAFE.match(v))
+
+    def __call__(self, value: str | None) -> str:
+        if value is None or value == "":
+            return NONE
+        with self._lock:
+            if value in self._allowed or value in self._seen:
+                return value
+            if len(self._seen) < self._open_slots and _LABEL_SAFE.match(value):
+                self._seen.add(value)
+                return value
+        return OTHER
+
+
+def call_outcome(record: CallRecord) -> str:
+    """Coarse result of a call, for dashboards: completed, rejected, abandoned or failed.
+
+    ``abandoned`` = the caller hung up before we answered; ``failed`` = we could not answer
+    or the session broke. Transfers count as completed (the end reason tells them apart).
+    """
+    reason = record.end_reason or ""
+    if reason.startswith("rejected"):
+        return "rejected"
+    if record.accepted_mono is None:
+        return "abandoned" if reason == "caller_gone" else "failed"
+    if reason in _FAILED_AFTER_ACCEPT:
+        return "failed"
+    return "completed"
+
+
+class Metrics:
+    """Every metric callserver exports, in a registry of its own.
+
+    Call from the event loop or any thread (prometheus-client and the label maps are
+    thread-safe). ``graphs``/``tools``/``end_reasons`` seed the known label values; more can
+    be added on config reload with the ``allow_*`` methods.
+    """
+
+    def __init__(
+        self,
+        *,
+        graphs: Iterable[str] = (),
+        tools: Iterable[str] = (),
+        end_reasons: Iterable[str] = (),
+        max_graphs: int = 50,
+        max_tools: int = 200,
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._graph = _BoundedLabel(graphs, open_slots=max_graphs)
+        self._tool = _BoundedLabel(tools, open_slots=max_tools)
+        self._end_reason = _BoundedLabel(KNOWN_END_REASONS | set(end_reasons), open_slots=0)
+        self._webhook_reason = _BoundedLabel((), open_slots=30)
+        self._admission_reason = _BoundedLabel((), open_slots=20)
+        self._action = _BoundedLabel(("accept", "reject", "hangup", "refer"), open_slots=10)
+        self._tool_outcome = _BoundedLabel(("ok", "error", "timeout", "running"), open_slots=10)
+        self._error_code = _BoundedLabel((), open_slots=50)
+        self._active_calls: dict[str, str] = {}
+        self._active_lock = threading.Lock()
+
+        self._calls_active = Gauge(
+            "callserver_calls_active", "Calls currently in progress.", ["graph"], registry=r
+        )
+        self._calls_started = Counter(
+            "callserver_calls_started_total", "Calls answered, by graph.", ["graph"], registry=r
+        )
+        self._calls_ended = Counter(
+            "callserver_calls_ended_total",
+            "Calls finalised, by graph, outcome and end reason.",
+            ["graph", "outcome", "end_reason"],
+            registry=r,
+        )
+        self._call_duration = Histogram(
+            "callserver_call_duration_seconds",
+            "Call duration from webhook to finalisation.",
+            ["graph"],
+            buckets=CALL_DURATION_BUCKETS,
+            registry=r,
+        )
+        self._cleanup = Histogram(
+            "callserver_hangup_cleanup_seconds",
+            "Time from the end of a call (hangup) until its slot and record are cleaned up.",
+            buckets=CLEANUP_BUCKETS,
+            registry=r,
+        )
+        self._webhook_rejected = Counter(
+            "callserver_webhook_rejected_total",
+            "Incoming webhooks refused (signature, timestamp, body), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self._duplicates = Counter(
+            "callserver_webhook_duplicates_total",
+            "Webhook deliveries ignored because they were already handled.",
+            registry=r,
+        )
+        self._accept_latency = Histogram(
+            "callserver_accept_latency_seconds",
+            "Time from webhook received to the accept request answered.",
+            buckets=ACCEPT_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._control_retries = Counter(
+            "callserver_control_retries_total",
+            "Retries of call-control requests to OpenAI, by action.",
+            ["action"],
+            registry=r,
+        )
+        self._tool_duration = Histogram(
+            "callserver_tool_duration_seconds",
+            "Tool call latency, by tool and outcome.",
+            ["tool", "outcome"],
+            buckets=TOOL_BUCKETS,
+            registry=r,
+        )
+        self._handoffs = Counter(
+            "callserver_handoffs_total", "Agent handoffs, by graph.", ["graph"], registry=r
+        )
+        self._guardrails = Counter(
+            "callserver_guardrail_trips_total",
+            "Output guardrails tripped, by graph.",
+            ["graph"],
+            registry=r,
+        )
+        self._session_errors = Counter(
+            "callserver_session_errors_total",
+            "Realtime session errors, by error code.",
+            ["code"],
+            registry=r,
+        )
+        self._admission_rejected = Counter(
+            "callserver_admission_rejected_total",
+            "Calls refused by admission control, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self._draining = Gauge(
+            "callserver_draining", "1 while the instance drains and takes no calls.", registry=r
+        )
+        self._postcall = Counter(
+            "callserver_postcall_deliveries_total",
+            "Post-call event delivery attempts, by result (delivered, retry, dead).",
+            ["result"],
+            registry=r,
+        )
+        self._draining.set(0)
+
+    # ---- label sets that follow the config --------------------------------------------------
+
+    def allow_graphs(self, names: Iterable[str]) -> None:
+        self._graph.allow(names)
+
+    def allow_tools(self, names: Iterable[str]) -> None:
+        self._tool.allow(names)
+
+    def allow_end_reasons(self, reasons: Iterable[str]) -> None:
+        """Make end reasons the config introduces (transfer tool names) real label values."""
+        self._end_reason.allow(reasons)
+
+    # ---- webhooks and admission -------------------------------------------------------------
+
+    def webhook_rejected(self, reason: str) -> None:
+        self._webhook_rejected.labels(self._webhook_reason(reason)).inc()
+
+    def duplicate_delivery(self) -> None:
+        self._duplicates.inc()
+
+    def admission_rejected(self, reason: str) -> None:
+        self._admission_rejected.labels(self._admission_reason(reason)).inc()
+
+    def set_draining(self, draining: bool) -> None:
+        self._draining.set(1 if draining else 0)
+
+    # ---- call lifecycle ---------------------------------------------------------------------
+
+    def accept_latency(self, seconds: float) -> None:
+        self._accept_latency.observe(max(seconds, 0.0))
+
+    def control_retry(self, action: str) -> None:
+        self._control_retries.labels(self._action(action)).inc()
+
+    def call_started(self, graph: str | None, call_id: str) -> None:
+        """A call was answered. ``call_id`` is remembered (never a label) so that
+        :meth:`call_ended` decrements the same gauge exactly once, whatever ends the call."""
+        label = self._graph(graph)
+        with self._active_lock:
+            if call_id in self._active_calls:
+                return
+            self._active_calls[call_id] = label
+        self._calls_started.labels(label).inc()
+        self._calls_active.labels(label).inc()
+
+    def call_ended(
+        self,
+        record: CallRecord,
+        *,
+        cleanup_s: float | None = None,
+        include_details: bool = True,
+    ) -> None:
+        """Count a finalised call.
+
+        ``cleanup_s``: hangup-to-cleanup time measured by the caller (the manager knows when
+        it started ending). ``include_details``: also count the record's tool calls, handoffs
+        and guardrail trips, so one end listener is enough; pass False when those are reported
+        live through :meth:`tool_finished`, :meth:`handoff` and :meth:`guardrail_tripped`.
+        """
+        graph = self._graph(record.graph)
+        with self._active_lock:
+            started_label = self._active_calls.pop(record.call_id, None)
+        if started_label is not None:
+            self._calls_active.labels(started_label).dec()
+        self._calls_ended.labels(
+            graph, call_outcome(record), self._end_reason(record.end_reason)
+        ).inc()
+        self._call_duration.labels(graph).observe(max(record.duration_s(), 0.0))
+        if cleanup_s is not None:
+            self._cleanup.observe(max(cleanup_s, 0.0))
+        if not include_details:
+            return
+        for tool in record.tool_calls:
+            if tool.duration_s is not None:
+                self.tool_finished(tool.name, tool.outcome, tool.duration_s)
+        if record.handoffs:
+            self._handoffs.labels(graph).inc(record.handoffs)
+        if record.guardrail_trips:
+            self._guardrails.labels(graph).inc(record.guardrail_trips)
+
+    def tool_finished(self, tool: str, outcome: str, seconds: float) -> None:
+        self._tool_duration.labels(self._tool(tool), self._tool_outcome(outcome)).observe(
+            max(seconds, 0.0)
+        )
+
+    def handoff(self, graph: str | None) -> None:
+        self._handoffs.labels(self._graph(graph)).inc()
+
+    def guardrail_tripped(self, graph: str | None) -> None:
+        self._guardrails.labels(self._graph(graph)).inc()
+
+    def session_error(self, code: str | None) -> None:
+        self._session_errors.labels(self._error_code(code)).inc()
+
+    # ---- post-call events -------------------------------------------------------------------
+
+    def postcall_delivery(self, result: str) -> None:
+        """Outbox hook: ``delivered``, ``retry`` or ``dead`` (see ``Outbox(on_result=...)``)."""
+        if result not in ("delivered", "retry", "dead"):
+            result = OTHER
+        self._postcall.labels(result).inc()
+
+    # ---- exposition -------------------------------------------------------------------------
+
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """(body, content type) for ``GET /metrics``; honours an OpenMetrics ``Accept``."""
+        if accept:
+            encoder, content_type = choose_encoder(accept)
+            return encoder(self.registry), content_type
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

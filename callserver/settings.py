@@ -1,0 +1,123 @@
+"""One settings object for the whole service, read from the environment once at start-up.
+
+Everything that differs between a laptop demo and production lives here, so the rest of the
+code receives plain values and never reads ``os.environ`` itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class SettingsError(ValueError):
+    """A setting from the environment is missing or malformed; names the variable."""
+
+
+class Settings(BaseModel):
+    """Service settings. Build with :meth:`from_env` in the service, directly in tests."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    openai_api_key: SecretStr = SecretStr("")
+    openai_base_url: str = DEFAULT_BASE_URL
+    webhook_secret: SecretStr | None = None
+    insecure_skip_signature: bool = False
+    """Development only: accept unsigned webhooks. Logged loudly at start-up."""
+    config_path: Path = Path("config/agents.yaml")
+    max_concurrent_calls: Annotated[int, Field(ge=1)] = 100
+    ring_deadline_s: Annotated[float, Field(gt=0)] = 5.0
+    """Time from webhook to a settled accept/reject, retries included."""
+    max_call_duration_s: Annotated[float, Field(gt=0)] = 55 * 60
+    """Cap for every call; OpenAI ends sessions at 60 minutes."""
+    drain_timeout_s: Annotated[float, Field(ge=0)] = 30.0
+    http_timeout_s: Annotated[float, Field(gt=0)] = 2.0
+    """Per-request timeout for OpenAI REST calls."""
+    max_webhook_body_bytes: int = 64 * 1024
+    dedupe_ttl_s: float = 3600.0
+    tracing_enabled: bool = False
+    """Export agents-SDK traces to OpenAI. Off by default: call content is sensitive."""
+    twilio_auth_token: SecretStr | None = None
+    public_base_url: str | None = None
+    """Public URL of this service as Twilio calls it (e.g. https://calls.example.com); Twilio
+    signs the URL it requested, so signature checks need it behind a proxy."""
+    trust_proxy: bool = False
+    """Rebuild the public URL from X-Forwarded-Proto/Host (only behind a trusted proxy)."""
+    openai_project_id: str | None = None
+    sip_uri: str | None = None
+    """SIP URI Twilio dials; default sip:<OPENAI_PROJECT_ID>@sip.api.openai.com;transport=tls."""
+    redis_url: str | None = None
+    """Shared registry for several instances (redis://host:6379/0); unset = in-process."""
+    instance_id: str | None = None
+    """Name of this instance in the shared registry; default host:pid."""
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _base_url_scheme(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def realtime_ws_base(self) -> str:
+        """The websocket base derived from the REST base: same host and path, ws/wss scheme."""
+        if self.openai_base_url.startswith("https://"):
+            return "wss://" + self.openai_base_url[len("https://") :]
+        return "ws://" + self.openai_base_url[len("http://") :]
+
+    def realtime_url(self, call_id: str) -> str:
+        """Control websocket URL for one call."""
+        from urllib.parse import quote
+
+        return f"{self.realtime_ws_base}/realtime?call_id={quote(call_id, safe='')}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from environment variables; raise :class:`SettingsError` on bad ones."""
+        env = os.environ if env is None else env
+        mapping = {
+            "openai_api_key": "OPENAI_API_KEY",
+            "openai_base_url": "OPENAI_BASE_URL",
+            "webhook_secret": "OPENAI_WEBHOOK_SECRET",
+            "insecure_skip_signature": "CALLSERVER_INSECURE_SKIP_SIGNATURE",
+            "config_path": "CALLSERVER_CONFIG",
+            "max_concurrent_calls": "CALLSERVER_MAX_CALLS",
+            "ring_deadline_s": "CALLSERVER_RING_DEADLINE",
+            "max_call_duration_s": "CALLSERVER_MAX_CALL_DURATION",
+            "drain_timeout_s": "CALLSERVER_DRAIN_TIMEOUT",
+            "http_timeout_s": "CALLSERVER_HTTP_TIMEOUT",
+            "tracing_enabled": "CALLSERVER_TRACING",
+            "twilio_auth_token": "TWILIO_AUTH_TOKEN",
+            "public_base_url": "CALLSERVER_PUBLIC_URL",
+            "trust_proxy": "CALLSERVER_TRUST_PROXY",
+            "openai_project_id": "OPENAI_PROJECT_ID",
+            "sip_uri": "CALLSERVER_SIP_URI",
+            "redis_url": "REDIS_URL",
+            "instance_id": "CALLSERVER_INSTANCE_ID",
+            "log_level": "CALLSERVER_LOG_LEVEL",
+            "log_format": "CALLSERVER_LOG_FORMAT",
+        }
+        values: dict[str, object] = {}
+        for field, var in mapping.items():
+            raw = env.get(var)
+            if raw is not None and raw != "":
+                values[field] = raw
+        try:
+            return cls(**values)
+        except Exception as exc:  # pydantic.ValidationError
+            errors = getattr(exc, "errors", None)
+            if errors is None:
+                raise SettingsError(str(exc)) from None
+            parts = []
+            for err in errors():
+                field = str(err["loc"][0]) if err["loc"] else "?"
+                parts.append(f"{mapping.get(field, field)}: {err['msg']}")
+            raise SettingsError("; ".join(parts)) from None

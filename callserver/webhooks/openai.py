@@ -1,0 +1,125 @@
+"""OpenAI's ``realtime.call.incoming`` webhook, parsed into a typed :class:`IncomingCall`.
+
+Verification happens before this module sees the body (see ``signature.py``). Parsing is
+tolerant of keys OpenAI may add later and strict about the ones we rely on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any
+
+from callserver.graph.context import CallInfo
+from callserver.webhooks.errors import WebhookError
+
+CALL_INCOMING = "realtime.call.incoming"
+_MAX_HEADERS = 200
+_CALL_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
+_URI_USER_RE = re.compile(r"^(?:\"[^\"]*\"\s*|[^<]*)?<?(?:sips?|tel):([^@;>]+)", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """Any verified event: enough to decide whether we handle it."""
+
+    event_id: str
+    type: str
+    data: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IncomingCall:
+    """One ``realtime.call.incoming`` event. Header values are untrusted caller input."""
+
+    call_id: str
+    event_id: str
+    webhook_id: str
+    from_uri: str | None
+    to_uri: str | None
+    caller: str | None
+    dialed: str | None
+    sip_call_id: str | None
+    twilio_call_sid: str | None
+    sip_headers: tuple[tuple[str, str], ...]
+
+    def info(self) -> CallInfo:
+        """The subset the agent graph may see (routing, placeholders)."""
+        return CallInfo(
+            call_id=self.call_id,
+            caller=self.caller,
+            dialed=self.dialed,
+            sip_headers=self.sip_headers,
+        )
+
+
+def parse_event(body: bytes) -> WebhookEvent:
+    """Parse the JSON envelope every OpenAI webhook shares; 400 on anything else."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise WebhookError(400, "body is not valid JSON", reason="bad_json") from None
+    if not isinstance(payload, dict):
+        raise WebhookError(400, "body must be a JSON object", reason="bad_shape")
+    event_type = payload.get("type")
+    if not isinstance(event_type, str) or not event_type:
+        raise WebhookError(400, "'type' must be a non-empty string", reason="bad_shape")
+    event_id = payload.get("id")
+    if not isinstance(event_id, str):
+        raise WebhookError(400, "'id' must be a string", reason="bad_shape")
+    data = payload.get("data")
+    if not isinstance(data, dict):
+        raise WebhookError(400, "'data' must be an object", reason="bad_shape")
+    return WebhookEvent(event_id=event_id, type=event_type, data=data)
+
+
+def uri_user(uri: str | None) -> str | None:
+    """User part of a SIP/tel URI or name-addr: ``"Bob" <sip:+1425@host>`` -> ``+1425``."""
+    if not uri:
+        return None
+    match = _URI_USER_RE.match(uri.strip())
+    return match.group(1) if match else None
+
+
+def parse_incoming_call(event: WebhookEvent, webhook_id: str) -> IncomingCall:
+    """Build an :class:`IncomingCall` from a verified ``realtime.call.incoming`` event."""
+    call_id = event.data.get("call_id")
+    if not isinstance(call_id, str) or not _CALL_ID_RE.match(call_id):
+        raise WebhookError(400, "data.call_id must be a call id string", reason="bad_shape")
+    raw_headers = event.data.get("sip_headers", [])
+    if not isinstance(raw_headers, list):
+        raise WebhookError(400, "data.sip_headers must be a list", reason="bad_shape")
+    if len(raw_headers) > _MAX_HEADERS:
+        raise WebhookError(400, f"more than {_MAX_HEADERS} SIP headers", reason="bad_shape")
+    headers: list[tuple[str, str]] = []
+    for index, item in enumerate(raw_headers):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("name"), str)
+            or not isinstance(item.get("value"), str)
+        ):
+            raise WebhookError(
+                400,
+                f"data.sip_headers[{index}] must be an object with string name and value",
+                reason="bad_shape",
+            )
+        headers.append((item["name"], item["value"]))
+
+    def first(name: str) -> str | None:
+        lname = name.lower()
+        return next((v for k, v in headers if k.lower() == lname), None)
+
+    from_uri, to_uri = first("From"), first("To")
+    return IncomingCall(
+        call_id=call_id,
+        event_id=event.event_id,
+        webhook_id=webhook_id,
+        from_uri=from_uri,
+        to_uri=to_uri,
+        caller=uri_user(from_uri),
+        dialed=uri_user(to_uri),
+        sip_call_id=first("Call-ID"),
+        twilio_call_sid=first("X-Twilio-CallSid"),
+        sip_headers=tuple(headers),
+    )

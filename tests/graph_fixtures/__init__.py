@@ -1,0 +1,1 @@
+"""Helper modules referenced by the graph tests' YAML (``tests.graph_fixtures.tools:...``)."""
