@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from callserver.testing.fake_openai import FakeOpenAI
+from callserver.testing.harness import RunningServer, run_callserver, test_settings
 
 
 @pytest.fixture
@@ -18,12 +22,6 @@ async def fake_openai() -> AsyncIterator[FakeOpenAI]:
 
 # ---- callserver under test, on real sockets ---------------------------------------------------
 
-from collections.abc import AsyncIterator, Callable  # noqa: E402
-from contextlib import AsyncExitStack  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from callserver.testing.harness import RunningServer, run_callserver, test_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "config" / "agents.yaml"
@@ -47,3 +45,25 @@ async def start_callserver(fake_openai: FakeOpenAI) -> AsyncIterator[StartServer
 async def callserver(start_callserver: StartServer) -> RunningServer:
     """callserver on the bundled config/agents.yaml, pointed at the fake OpenAI."""
     return await start_callserver()
+
+
+# ---- real Redis (tests/test_redis_*.py) ------------------------------------------------------
+
+from tests.redis_support import TEST_REDIS_URL, delete_prefix, require_redis  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of the test Redis; skips (or fails under CI=true) when it is unreachable."""
+    require_redis(TEST_REDIS_URL)
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    import uuid
+
+    prefix = f"cstest:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    await delete_prefix(redis_url, prefix)

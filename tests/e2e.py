@@ -11,9 +11,7 @@ from callserver.testing.fake_openai import FakeOpenAI
 from callserver.testing.harness import TEST_WEBHOOK_SECRET, RunningServer
 
 
-async def place_call(
-    server: RunningServer, fake: FakeOpenAI, **kwargs: Any
-) -> tuple[str, Any]:
+async def place_call(server: RunningServer, fake: FakeOpenAI, **kwargs: Any) -> tuple[str, Any]:
     """Ring a call at the fake and deliver its signed webhook to callserver."""
     return await fake.send_incoming_call(server.webhook_url, TEST_WEBHOOK_SECRET, **kwargs)
 

@@ -67,8 +67,10 @@ async def test_whole_call(callserver: RunningServer, fake_openai: FakeOpenAI) ->
     billing_tools = {t["name"] for t in update["session"]["tools"]}
     assert "transfer_to_customer_service" in billing_tools
     await wait_for(
-        lambda: callserver.services.manager.session(call_id) is not None
-        and _current_agent(callserver, call_id) == "Billing Support",
+        lambda: (
+            callserver.services.manager.session(call_id) is not None
+            and _current_agent(callserver, call_id) == "Billing Support"
+        ),
         what="billing agent",
     )
 
@@ -153,9 +155,7 @@ async def test_end_call_tool_hangs_up_after_goodbye(
     await conn.expect("response.create")  # greeting
     fake_openai_auto = conn  # the fake answers response.create with a finished response
     await conn.send(ev.function_call_turn("end_call", {}, call_id="fc_end"))
-    await conn.expect(
-        "conversation.item.create", lambda e: e["item"].get("call_id") == "fc_end"
-    )
+    await conn.expect("conversation.item.create", lambda e: e["item"].get("call_id") == "fc_end")
     await fake_openai_auto.expect("response.create")  # the goodbye
     record = await ended_record(callserver, call_id)
     assert record.end_reason == "agent_end_call"
@@ -165,9 +165,7 @@ async def test_end_call_tool_hangs_up_after_goodbye(
     await assert_idle(callserver)
 
 
-async def test_max_duration_hangs_up(
-    start_callserver, fake_openai: FakeOpenAI
-) -> None:
+async def test_max_duration_hangs_up(start_callserver, fake_openai: FakeOpenAI) -> None:
     server = await start_callserver(max_call_duration_s=0.5)
     call_id, _ = await place_call(server, fake_openai)
     conn = await fake_openai.wait_connected(call_id)
@@ -223,9 +221,7 @@ async def test_accept_4xx_is_not_retried(
     await assert_idle(callserver)
 
 
-async def test_accept_gives_up_at_ring_deadline(
-    start_callserver, fake_openai: FakeOpenAI
-) -> None:
+async def test_accept_gives_up_at_ring_deadline(start_callserver, fake_openai: FakeOpenAI) -> None:
     server = await start_callserver(ring_deadline_s=0.6, http_timeout_s=0.2)
     fake_openai.fail("accept", status=503, times=1000)
     call_id, _ = await place_call(server, fake_openai)
@@ -262,8 +258,8 @@ async def test_duplicate_webhook_ids_accept_once(
 ) -> None:
     import httpx
 
-    from callserver.testing.webhook_sender import incoming_call_event, send_webhook
     from callserver.testing.harness import TEST_WEBHOOK_SECRET
+    from callserver.testing.webhook_sender import incoming_call_event, send_webhook
 
     call_id = fake_openai.add_call()
     event = incoming_call_event(call_id)
@@ -271,7 +267,10 @@ async def test_duplicate_webhook_ids_accept_once(
         responses = await asyncio.gather(
             *(
                 send_webhook(
-                    callserver.webhook_url, TEST_WEBHOOK_SECRET, event, msg_id="wh_same",
+                    callserver.webhook_url,
+                    TEST_WEBHOOK_SECRET,
+                    event,
+                    msg_id="wh_same",
                     client=client,
                 )
                 for _ in range(50)

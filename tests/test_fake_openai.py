@@ -310,11 +310,30 @@ async def test_invalid_client_events_are_recorded(
     assert any("voice" in e for e in errs)
 
 
-async def test_drop_is_1006_at_the_client(live: tuple[ClientConnection, FakeConnection]) -> None:
+async def test_drop_is_1006_at_the_client_and_the_call_survives(
+    fake_openai: FakeOpenAI, live: tuple[ClientConnection, FakeConnection]
+) -> None:
     ws, conn = live
     await conn.drop()
     assert await close_code(ws) == 1006
     assert conn.closed.is_set() and conn.close_code == 1006
+    assert fake_openai.call_state(conn.call_id) == "accepted"  # a dropped socket is not a hangup
+    again = await connect(fake_openai, conn.call_id)
+    second = await fake_openai.wait_connected(conn.call_id, index=1)
+    assert second is not conn and second is await fake_openai.wait_connected(conn.call_id)
+    await again.close()
+    await second.wait_closed()
+    assert second.close_code == 1000
+
+
+async def test_accept_any_makes_unknown_calls_ring() -> None:
+    async with (
+        FakeOpenAI(accept_any=True) as fake,
+        httpx.AsyncClient(base_url=fake.base_url, headers=AUTH) as client,
+    ):
+        response = await client.post("/realtime/calls/rtc_demo/accept", json=ACCEPT_BODY)
+        assert response.status_code == 200
+        assert fake.call_state("rtc_demo") == "accepted"
 
 
 async def test_clean_close_is_1000(live: tuple[ClientConnection, FakeConnection]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,9 @@ from agents.tool_context import ToolContext
 
 from callserver.graph import load_config
 from callserver.graph.context import CallInfo, CallToolContext
+from callserver.testing import schemas as realtime_schema
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, "/work/shared/tools")
-import realtime_schema  # noqa: E402
 
 INFO = CallInfo(
     call_id="rtc_abc",
@@ -268,3 +266,15 @@ async def test_session_payload_of_the_bundled_graph_is_strictly_valid() -> None:
     # and the helper's fresh model has no call_id so it fills in pcm audio formats.
     assert body["model"] != built.model
     assert body["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
+
+
+@pytest.mark.parametrize("name", ["frontdesk", "orders", "reception"])
+async def test_every_bundled_graph_payload_is_strictly_valid(name: str) -> None:
+    built = load_config(ROOT / "config", env={}).graphs[name].build(INFO)
+    payload = await OpenAIRealtimeSIPModel.build_initial_session_payload(
+        built.starting_agent,
+        model_config={"call_id": "x", "initial_model_settings": built.model_settings},
+        run_config=built.run_config,
+    )
+    body = json.loads(json.dumps(payload.model_dump(exclude_none=True)))
+    assert realtime_schema.errors("RealtimeSessionCreateRequestGA", body, strict=True) == []

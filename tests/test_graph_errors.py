@@ -107,7 +107,8 @@ agents:
     (
         "not callable",
         "tools:\n  w: tests.graph_fixtures.tools:NOT_CALLABLE\n" + BASE,
-        "g.yaml:2 tools.w.function: 'tests.graph_fixtures.tools:NOT_CALLABLE' is a int, not a function",
+        "g.yaml:2 tools.w.function: 'tests.graph_fixtures.tools:NOT_CALLABLE' is not a "
+        "function (found int)",
     ),
     (
         "tool type typo",
@@ -144,6 +145,48 @@ agents:
         "url arg not a parameter",
         "tools:\n  h:\n    type: http\n    description: d\n    url: https://x.test/{id}\n" + BASE,
         "g.yaml:5 tools.h.url: url uses {id} but parameters has no property 'id'",
+    ),
+    (
+        "guardrail not callable",
+        "guardrails:\n  g: tests.graph_fixtures.tools:NOT_CALLABLE\n" + BASE,
+        "g.yaml:2 guardrails.g.function: 'tests.graph_fixtures.tools:NOT_CALLABLE' is not a "
+        "function or an OutputGuardrail (found int)",
+    ),
+    (
+        "reserved tool name",
+        "tools:\n  transfer_to_x: {type: end_call}\n" + BASE,
+        "g.yaml:2 tools.transfer_to_x: tool names starting with 'transfer_to_' are reserved "
+        "for handoffs",
+    ),
+    (
+        "strict schema needs every property required",
+        "tools:\n  h:\n    type: http\n    description: d\n    url: https://x.test/a\n"
+        "    parameters:\n      type: object\n      properties: {a: {type: string}, "
+        "b: {type: string}}\n      required: [a]\n" + BASE,
+        "g.yaml:9 tools.h.parameters.required: strict tools need every property required; make "
+        "optional ones nullable (type: [string, 'null']) and drop 'required'",
+    ),
+    (
+        "unknown time zone",
+        "timezone: Mars/Olympus\n" + BASE,
+        "g.yaml:1 timezone: unknown time zone 'Mars/Olympus' (e.g. Europe/Paris)",
+    ),
+    (
+        "clashing agent names",
+        BASE + "  other:\n    name: FRONT\n    instructions: x\n",
+        "g.yaml:6 agents.other.name: agent name 'FRONT' clashes with agent 'front' (both hand "
+        "off as transfer_to_front)",
+    ),
+    (
+        "invalid agent key",
+        BASE + "  bad key:\n    instructions: x\n",
+        "g.yaml:5 agents.bad key: invalid name 'bad key': use letters, digits, '_' and '-' (at "
+        "most 64)",
+    ),
+    (
+        "not a mapping",
+        "- just a list\n",
+        "g.yaml:1 (top level): expected a mapping of keys",
     ),
     (
         "missing guardrail",
@@ -260,6 +303,32 @@ def test_all_errors_reported_at_once(tmp_path: Path) -> None:
         (13, "agents.bill2.extra"),
     ]
     assert str(info.value).count("\n") == 3
+
+
+def test_every_mistake_in_one_file_is_reported() -> None:
+    """Invalid parts are pruned, so cross-reference checks still run on the rest."""
+    path = Path(__file__).parent / "graph_fixtures" / "broken" / "agents.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    shown = [str(i).replace(str(path.parent) + "/", "") for i in info.value.issues]
+    assert [s.split(" ", 2)[:2] for s in shown] == [
+        ["agents.yaml:5", "session.voice:"],
+        ["agents.yaml:6", "session.turn_detection.eagernes:"],
+        ["agents.yaml:8", "tools.weather.function:"],
+        ["agents.yaml:9", "tools.lookup:"],
+        ["agents.yaml:14", "tools.order.url:"],
+        ["agents.yaml:14", "tools.order.url:"],
+        ["agents.yaml:15", "tools.order.headers.Authorization:"],
+        ["agents.yaml:16", "tools.g:"],
+        ["agents.yaml:20", "agents.front.instructions:"],
+        ["agents.yaml:21", "agents.front.tools[1]:"],
+        ["agents.yaml:22", "agents.front.handof:"],
+        ["agents.yaml:23", "agents.front.handoffs[1]:"],
+        ["agents.yaml:25", "agents.billing.instructions_file:"],
+        ["agents.yaml:26", "agents.billing.voice:"],
+        ["agents.yaml:27", "limits.max_duration:"],
+    ]
+    assert "agents.yaml:25 agents.billing.instructions_file: file not found: missing.md" in shown
 
 
 def test_several_graphs_need_routes(tmp_path: Path) -> None:

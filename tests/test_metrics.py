@@ -109,11 +109,10 @@ def test_live_reporting_without_record_details() -> None:
     record.handoffs = 1
     record.tool_calls.append(ToolCall(name="quote", agent="a", started_at=0.0, duration_s=12.0))
     m.call_ended(record, include_details=False)
-    assert value(m, "callserver_tool_duration_seconds_count", tool="quote", outcome="error") == 1
-    assert value(m, "callserver_tool_duration_seconds_bucket", tool="quote", outcome="error",
-                 le="10.0") == 0  # fmt: skip
-    assert value(m, "callserver_tool_duration_seconds_bucket", tool="quote", outcome="error",
-                 le="20.0") == 1  # fmt: skip
+    quote = {"tool": "quote", "outcome": "error"}
+    assert value(m, "callserver_tool_duration_seconds_count", **quote) == 1
+    assert value(m, "callserver_tool_duration_seconds_bucket", le="10.0", **quote) == 0
+    assert value(m, "callserver_tool_duration_seconds_bucket", le="20.0", **quote) == 1
     assert value(m, "callserver_handoffs_total", graph="sales") == 1
     assert value(m, "callserver_guardrail_trips_total", graph="sales") == 1
 

@@ -118,9 +118,7 @@ class CallControlClient:
             if self._on_retry:
                 self._on_retry(action)
             exc = state.outcome.exception() if state.outcome else None
-            log.warning(
-                "retrying %s", action, extra={"call_id": call_id, "detail": str(exc)[:200]}
-            )
+            log.warning("retrying %s", action, extra={"call_id": call_id, "detail": str(exc)[:200]})
 
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),

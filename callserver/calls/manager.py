@@ -9,7 +9,6 @@ ones ending a live call, stops the session, finalises the record and frees the s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -275,9 +274,7 @@ class CallManager:
         record = await self.registry.get(call_id)
         if record is None or record.state is not CallState.ACTIVE:
             raise LookupError(call_id)
-        await self._control.refer(
-            call_id, target_uri, deadline=time.monotonic() + HANGUP_TIMEOUT_S
-        )
+        await self._control.refer(call_id, target_uri, deadline=time.monotonic() + HANGUP_TIMEOUT_S)
         self.spawn_end(call_id, reason, hangup=False)
 
     async def end_by_call_sid(self, call_sid: str, reason: str) -> bool:
@@ -305,9 +302,8 @@ class CallManager:
     async def drain(self, timeout_s: float) -> None:
         """Stop taking calls, let live ones finish for ``timeout_s``, then hang them up."""
         self.begin_drain()
-        deadline = time.monotonic() + timeout_s
-        while self._tasks and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        if self._tasks and timeout_s > 0:
+            await asyncio.wait(list(self._tasks.values()), timeout=timeout_s)
         remaining = list(self._tasks)
         if remaining:
             log.warning("drain timeout: hanging up %d call(s)", len(remaining))

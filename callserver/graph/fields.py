@@ -109,7 +109,11 @@ def _phone_text(value: Any) -> Any:
     return value
 
 
-Phone = Annotated[str, BeforeValidator(_phone_text)]
+Phone = Annotated[
+    str,
+    BeforeValidator(_phone_text),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}]}),
+]
 
 
 def one_or_many(value: Any) -> Any:

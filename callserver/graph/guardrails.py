@@ -36,4 +36,4 @@ def python_guardrail(name: str, obj: Any) -> OutputGuardrail[Any]:
         return obj
     if callable(obj):
         return OutputGuardrail(guardrail_function=obj, name=name)
-    raise TypeError(f"is a {type(obj).__name__}, not a function or an OutputGuardrail")
+    raise TypeError(f"is not a function or an OutputGuardrail (found {type(obj).__name__})")

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 URL_ARG = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 CALL_ID_HEADER = "X-Callserver-Call-Id"
+MAX_BODY_BYTES = 1024 * 1024
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:
@@ -108,7 +109,11 @@ class HttpToolRuntime:
             async with httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout), follow_redirects=False
             ) as client:
-                response = await client.send(request)
+                response = await client.send(request, stream=True)
+                try:
+                    body = await _read_capped(response)
+                finally:
+                    await response.aclose()
         except httpx.TimeoutException:
             return (
                 f"Error: the {self.name} service did not answer within {self.timeout:g} seconds. "
@@ -122,7 +127,7 @@ class HttpToolRuntime:
                 f"Error: the {self.name} service answered HTTP {response.status_code}. "
                 "Tell the caller it could not be done right now."
             )
-        return self._output(response)
+        return self._output(response, body)
 
     def _request(self, args: dict[str, Any], ctx: ToolContext[Any]) -> httpx.Request:
         used = set(URL_ARG.findall(self.url))
@@ -153,12 +158,12 @@ class HttpToolRuntime:
             headers[self.signature_header] = sign(secret, timestamp, body)
         return httpx.Request(self.method, url, params=params, headers=headers, content=body)
 
-    def _output(self, response: httpx.Response) -> str:
+    def _output(self, response: httpx.Response, body: bytes) -> str:
         if self.result is None:
-            text = response.text
+            text = body.decode(response.encoding or "utf-8", errors="replace")
         else:
             try:
-                data = response.json()
+                data = json.loads(body)
             except ValueError:
                 return f"Error: the {self.name} service did not answer with JSON."
             found, value = _dig(data, self.result)
@@ -168,6 +173,18 @@ class HttpToolRuntime:
         if len(text) > self.max_output_chars:
             text = text[: self.max_output_chars] + " [truncated]"
         return text
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    """The body, but never more than MAX_BODY_BYTES: a backend must not exhaust our memory."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            break
+    return b"".join(chunks)[:MAX_BODY_BYTES]
 
 
 def _query_value(value: Any) -> str:

@@ -86,15 +86,17 @@ class _Loader:
         try:
             model = GraphFile.model_validate(data)
             bad: set[tuple[str, str]] = set()
+            pruned_any = False
         except ValidationError as exc:
             self.issues.extend(pydantic_issues(shown, data, exc))
             pruned = _prune(data, exc)
             if pruned is None:
                 return name, None
             model, bad = pruned
+            pruned_any = True
         resolver = GraphResolver(file, shown, data, self.env, known_bad=bad)
         spec = resolver.resolve(name, model)
-        if bad:
+        if pruned_any:
             spec = None
         self.issues.extend(resolver.issues)
         self.warnings.extend(resolver.warnings)
@@ -134,31 +136,53 @@ class _Loader:
 _PRUNABLE = ("tools", "guardrails", "agents")
 
 
+def _plain(node: Any) -> Any:
+    """A mutable deep copy of parsed YAML, for pruning."""
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _existing(work: Any, loc: tuple[Any, ...]) -> list[Any]:
+    """The longest prefix of ``loc`` (skipping union tags) that exists, cut at lists so that
+    list indices in later messages still match the source."""
+    path: list[Any] = []
+    node = work
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+            if isinstance(node, list):
+                break
+        elif isinstance(node, dict):
+            continue
+        else:
+            break
+    return path
+
+
 def _prune(data: LineDict, exc: ValidationError) -> tuple[GraphFile, set[tuple[str, str]]] | None:
     """Drop the invalid parts of a graph file so cross-reference checks can still run.
 
-    Invalid tools, guardrails and agents are removed (and references to them are not
-    reported again); other invalid sections fall back to their defaults.
+    The deepest existing key of every error is removed (for a missing key: the mapping that
+    lacks it), until the rest validates. Tools, guardrails and agents removed as a whole are
+    returned, so that references to them are not reported a second time.
     """
     bad: set[tuple[str, str]] = set()
-    work: dict[str, Any] = dict(data)
-    for _ in range(3):
-        drop_top: set[str] = set()
+    work = _plain(data)
+    for _ in range(6):
         for err in exc.errors(include_url=False):
-            loc = err["loc"]
-            if len(loc) >= 2 and loc[0] in _PRUNABLE and isinstance(work.get(loc[0]), dict):
-                bad.add((str(loc[0]), str(loc[1])))
-            elif loc:
-                drop_top.add(str(loc[0]))
-        if "start" in drop_top or "agents" in drop_top:
-            return None
-        for section in _PRUNABLE:
-            if isinstance(work.get(section), dict):
-                work[section] = {
-                    k: v for k, v in work[section].items() if (section, str(k)) not in bad
-                }
-        for key in drop_top:
-            work.pop(key, None)
+            path = _existing(work, tuple(err["loc"]))
+            if not path:
+                return None
+            if len(path) == 2 and path[0] in _PRUNABLE:
+                bad.add((str(path[0]), str(path[1])))
+            parent = work
+            for part in path[:-1]:
+                parent = parent[part]
+            parent.pop(path[-1], None)
         try:
             return GraphFile.model_validate(work), bad
         except ValidationError as again:

@@ -201,16 +201,16 @@ class GraphResolver:
             return agent.instructions
         at: list[str | int] = ["agents", key, "instructions_file"]
         path = (self.file.parent / str(agent.instructions_file)).resolve()
+        shown = str(Path(self.shown).parent / str(agent.instructions_file))
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            self.report(at, f"file not found: {path}")
+            self.report(at, f"file not found: {shown}")
             return None
         except (OSError, UnicodeDecodeError) as exc:
-            self.report(at, f"cannot read {path}: {exc}")
+            self.report(at, f"cannot read {shown}: {exc}")
             return None
         self.extra_files.append(path)
-        shown = str(Path(self.shown).parent / str(agent.instructions_file))
         self._template(text, at, file=shown)
         return text
 

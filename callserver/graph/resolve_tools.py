@@ -67,7 +67,7 @@ def _python_tool(key: str, spec: PythonTool, report: Report) -> FunctionTool | N
             tool.description = spec.description
         return tool
     if not callable(obj):
-        report(at, f"{spec.function!r} is a {type(obj).__name__}, not a function")
+        report(at, f"{spec.function!r} is not a function (found {type(obj).__name__})")
         return None
     try:
         return function_tool(obj, name_override=key, description_override=spec.description)

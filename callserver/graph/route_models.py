@@ -9,7 +9,7 @@ from pydantic import BeforeValidator, Field, model_validator
 from callserver.graph.fields import Pattern, Phone, Strict, one_or_many
 
 PhoneList = Annotated[
-    list[Phone], BeforeValidator(one_or_many, json_schema_input_type=str | list[str])
+    list[Phone], BeforeValidator(one_or_many, json_schema_input_type=Phone | list[Phone])
 ]
 PatternList = Annotated[
     list[Pattern], BeforeValidator(one_or_many, json_schema_input_type=str | list[str])

@@ -101,7 +101,10 @@ class TransferCallTool(Strict):
 ToolSpec = Annotated[
     PythonTool | HttpTool | EndCallTool | TransferCallTool,
     Field(discriminator="type"),
-    BeforeValidator(_python_shorthand, json_schema_input_type=str | dict[str, Any]),
+    BeforeValidator(
+        _python_shorthand,
+        json_schema_input_type=str | PythonTool | HttpTool | EndCallTool | TransferCallTool,
+    ),
 ]
 
 
@@ -130,5 +133,7 @@ class BlockedPhrases(Strict):
 GuardrailSpec = Annotated[
     PythonGuardrail | BlockedPhrases,
     Field(discriminator="type"),
-    BeforeValidator(_python_shorthand, json_schema_input_type=str | dict[str, Any]),
+    BeforeValidator(
+        _python_shorthand, json_schema_input_type=str | PythonGuardrail | BlockedPhrases
+    ),
 ]

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
-    "ACTIONS",
     "CallState",
     "FakeCall",
     "RecordedRequest",
@@ -21,9 +20,6 @@ __all__ = [
 ]
 
 CallState = Literal["ringing", "accepted", "ended"]
-
-#: Call-control actions (path suffixes) plus "realtime" for the websocket upgrade.
-ACTIONS = ("accept", "reject", "refer", "hangup", "realtime")
 
 
 @dataclass

@@ -38,7 +38,7 @@ from callserver.testing.fake_realtime import (
     ReplyHandler,
 )
 from callserver.testing.fake_rest import CallControl, authorized, no_key_error, not_found
-from callserver.testing.fake_server import InLoopServer
+from callserver.testing.fake_server import InLoopServer, mark_denied
 from callserver.testing.webhook_sender import incoming_call_event, send_webhook
 
 __all__ = ["FakeOpenAI", "main"]
@@ -267,6 +267,7 @@ class FakeOpenAI:
         if status != 101:
             record.status, record.errors = status, [payload["error"]["message"]]
             await self._notify()
+            mark_denied()
             await websocket.send_denial_response(JSONResponse(payload, status_code=status))
             return
         assert call_id is not None

@@ -129,6 +129,7 @@ class FakeConnection:
             except (RuntimeError, OSError, TimeoutError):
                 pass  # already closing or gone: the outcome is the same
         if not await self._wait_closed(CLOSE_TIMEOUT):
+            self._dropped = True  # the peer never answered the close frame: cut it
             self._abort(self._ws)
             await self._wait_closed(CLOSE_TIMEOUT)
 

@@ -9,20 +9,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import Iterator
+from contextvars import ContextVar
 
 import uvicorn
 from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 
-__all__ = ["InLoopServer"]
+__all__ = ["InLoopServer", "mark_denied"]
 
 TIMEOUT = 5.0
 #: uvicorn's websockets-based protocol; the legacy one warns about its deprecation since 0.35.
 WS_IMPL = (
     "websockets-sansio" if "websockets-sansio" in uvicorn.config.WS_PROTOCOLS else "websockets"
 )
+
+
+_denied: ContextVar[bool] = ContextVar("callserver_fake_ws_denied", default=False)
+_HANDSHAKE_LOG = "ASGI callable returned without completing handshake."
+
+
+def mark_denied() -> None:
+    """Call before ``send_denial_response``: uvicorn's sans-io protocol then wrongly logs an
+    error that the handshake never completed; this silences it for this connection only
+    (the flag lives in the connection task's context)."""
+    _denied.set(True)
+
+
+class _DenialLogFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_denied.get() and record.msg == _HANDSHAKE_LOG)
+
+
+_denial_filter = _DenialLogFilter()
 
 
 class _Server(uvicorn.Server):
@@ -73,6 +94,7 @@ class InLoopServer:
             ws_ping_interval=None,
             timeout_graceful_shutdown=2,
         )
+        logging.getLogger("uvicorn.error").addFilter(_denial_filter)  # idempotent
         self._server = server = _Server(config)
         self._task = task = asyncio.create_task(server.serve(sockets=[sock]))
         try:

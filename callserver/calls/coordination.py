@@ -1,0 +1,255 @@
+"""What several instances do for each other over Redis: leases, routed ends, orphan sweep.
+
+One :class:`Coordinator` per instance owns three background tasks:
+
+1. **Lease renewal**: every ``lease_s / 3`` the instance re-asserts its calls in Redis. A call
+   it finds it has lost (a survivor swept it while we could not renew) is ended locally.
+2. **End routing**: an end request (Twilio status callback, admin hangup) that lands on an
+   instance which does not own the call is published on the owner's channel; the owner's
+   subscriber passes it to ``on_end_request`` -- the manager's one end path.
+3. **Orphan sweep**: calls whose lease expired (owner killed) are claimed atomically, so one
+   survivor acts; it hangs them up at OpenAI (``on_orphan``), records them ended with reason
+   ``owner_lost`` and frees their slots. Detection takes at most ``lease_s + sweep_interval_s``
+   after the owner's last renewal.
+
+An instance only sweeps after it has been connected to Redis for a full lease period: after a
+Redis outage every owner's lease looks expired, and live owners must get the chance to renew
+before anyone treats their calls as orphans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Literal
+
+from callserver.calls.records import CallState
+from callserver.calls.redis_registry import RedisRegistry
+from callserver.calls.registry import RegistryUnavailable
+
+log = logging.getLogger(__name__)
+
+EndRequestFn = Callable[[str, str], Awaitable[object]]
+"""(call_id, reason): end a call this instance owns (wire to ``CallManager.end``)."""
+OrphanFn = Callable[[str], Awaitable[object]]
+"""(call_id): hang a call up at OpenAI through REST; a 404 (already gone) must not raise."""
+EndRoute = Literal["local", "routed", "hung_up", "unknown"]
+
+RESUBSCRIBE_MAX_S = 5.0
+
+
+class Coordinator:
+    """Background coordination of one instance with the others; ``start`` / ``aclose``."""
+
+    def __init__(
+        self,
+        registry: RedisRegistry,
+        *,
+        on_end_request: EndRequestFn | None = None,
+        on_orphan: OrphanFn | None = None,
+        sweep_interval_s: float | None = None,
+        renew_interval_s: float | None = None,
+        max_sweep_attempts: int = 5,
+        owns_client: bool = False,
+    ) -> None:
+        self.registry = registry
+        self.lease_s = registry.lease_s
+        self.sweep_interval_s = sweep_interval_s or max(registry.lease_s / 5, 0.05)
+        self.renew_interval_s = renew_interval_s or max(registry.lease_s / 3, 0.05)
+        self._on_end_request = on_end_request
+        self._on_orphan = on_orphan
+        self._max_attempts = max_sweep_attempts
+        self._owns_client = owns_client
+        self._tasks: list[asyncio.Task[None]] = []
+        self._spawned: set[asyncio.Task[Any]] = set()
+        self._healthy_since: float | None = None
+        self.subscribed = asyncio.Event()
+        """Set while the end-request subscription is live (tests wait on it)."""
+
+    def bind(self, *, on_end_request: EndRequestFn, on_orphan: OrphanFn) -> None:
+        """Attach the callbacks (the manager is usually built after the registry)."""
+        self._on_end_request = on_end_request
+        self._on_orphan = on_orphan
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._on_end_request is None or self._on_orphan is None:
+            raise RuntimeError("Coordinator.bind(on_end_request=..., on_orphan=...) first")
+        if self._tasks:
+            return
+        self._tasks = [
+            asyncio.create_task(self._renew_loop(), name="coordinator:renew"),
+            asyncio.create_task(self._sweep_loop(), name="coordinator:sweep"),
+            asyncio.create_task(self._subscribe_loop(), name="coordinator:subscribe"),
+        ]
+
+    async def aclose(self) -> None:
+        """Stop every task this coordinator started; close the client if it owns it."""
+        tasks = self._tasks + list(self._spawned)
+        self._tasks = []
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._owns_client:
+            await self.registry.aclose()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
+
+    # ---- 1. leases -------------------------------------------------------------------------
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await self.renew_once()
+            await asyncio.sleep(self.renew_interval_s)
+
+    async def renew_once(self) -> bool:
+        """One renewal round; False while Redis is unreachable."""
+        try:
+            lost = await self.registry.renew_leases()
+        except RegistryUnavailable as exc:
+            if self._healthy_since is not None:
+                log.error("redis lost; calls in progress continue: %s", exc)
+            self._healthy_since = None
+            return False
+        if self._healthy_since is None:
+            log.info("redis connected", extra={"instance": self.registry.instance_id})
+            self._healthy_since = time.monotonic()
+        for call_id in lost:
+            log.warning("call taken over as orphan by another instance", extra={"call_id": call_id})
+            self._spawn(self._end_request(call_id, "owner_lost"), name=f"lost:{call_id}")
+        return True
+
+    # ---- 2. routing of ends ----------------------------------------------------------------
+
+    async def request_end(self, call_id: str, reason: str) -> EndRoute:
+        """Route an end request for any instance's call.
+
+        ``local``: this instance owns it -- the caller ends it through its own end path.
+        ``routed``: the owner received the request. ``hung_up``: the owner is gone (or not
+        listening), so this instance hung the call up through REST itself. ``unknown``: no
+        live call by that id. Raises RegistryUnavailable when Redis cannot be asked.
+        """
+        if self.registry.is_local(call_id):
+            return "local"
+        where = await self.registry.locate(call_id)
+        if where is None or where.state == CallState.ENDED.value:
+            return "unknown"
+        me = self.registry.instance_id
+        if where.lease_alive and where.owner and where.owner != me:
+            if await self.registry.publish_end(where.owner, call_id, reason) > 0:
+                return "routed"
+            log.warning(
+                "owner %s not listening; hanging up here", where.owner, extra={"call_id": call_id}
+            )
+            await self._hangup(call_id)
+            return "hung_up"
+        if where.lease_alive:
+            # Ours by name but not in memory: a previous life of this instance id.
+            await self._hangup(call_id)
+            return "hung_up"
+        return (
+            "hung_up" if await self._reap(call_id, note=f"end requested: {reason}") else "unknown"
+        )
+
+    async def _subscribe_loop(self) -> None:
+        channel = self.registry.end_channel(self.registry.instance_id)
+        backoff = 0.1
+        while True:
+            pubsub = self.registry.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                async with asyncio.timeout(2.0):
+                    await pubsub.subscribe(channel)
+                self.subscribed.set()
+                backoff = 0.1
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._on_message(message.get("data"))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("end-request subscription lost (%s); resubscribing", exc)
+            finally:
+                self.subscribed.clear()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RESUBSCRIBE_MAX_S)
+
+    def _on_message(self, data: Any) -> None:
+        try:
+            message = json.loads(data)
+            call_id, reason = str(message["call_id"]), str(message["reason"])
+        except (TypeError, ValueError, KeyError):
+            log.warning("malformed end request ignored")
+            return
+        log.info("end requested by %s", message.get("from"), extra={"call_id": call_id})
+        self._spawn(self._end_request(call_id, reason), name=f"routed-end:{call_id}")
+
+    async def _end_request(self, call_id: str, reason: str) -> None:
+        assert self._on_end_request is not None
+        try:
+            await self._on_end_request(call_id, reason)
+        except Exception:
+            log.exception("routed end failed", extra={"call_id": call_id})
+
+    # ---- 3. orphan sweep -------------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval_s)
+            if self.sweep_ready():
+                try:
+                    await self.sweep_once()
+                except RegistryUnavailable as exc:
+                    log.warning("orphan sweep skipped: %s", exc)
+
+    def sweep_ready(self) -> bool:
+        """Connected for a full lease, so live owners had their chance to renew."""
+        since = self._healthy_since
+        return since is not None and time.monotonic() - since >= self.lease_s
+
+    async def sweep_once(self) -> list[str]:
+        """Reap every expired call this instance manages to claim; returns their ids."""
+        expired = await self.registry.expired_calls()
+        if not expired:
+            return []
+        results = await asyncio.gather(*(self._reap(c) for c in expired), return_exceptions=True)
+        reaped = []
+        for call_id, result in zip(expired, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("orphan sweep failed: %s", result, extra={"call_id": call_id})
+            elif result:
+                reaped.append(call_id)
+        return reaped
+
+    async def _reap(self, call_id: str, *, note: str | None = None) -> bool:
+        """Claim an expired call, hang it up, record it ended as ``owner_lost``."""
+        attempts = await self.registry.claim_orphan(call_id)
+        if not attempts:
+            return False
+        log.warning("orphaned call: owner lost, hanging up", extra={"call_id": call_id})
+        try:
+            await self._hangup(call_id)
+        except Exception as exc:
+            if attempts < self._max_attempts:
+                log.error("orphan hangup failed, will retry: %s", exc, extra={"call_id": call_id})
+                await self.registry.requeue_orphan(call_id)
+                return False
+            note = f"orphan hangup failed after {attempts} attempts: {exc}"
+            log.error(note, extra={"call_id": call_id})
+        await self.registry.finish_orphan(call_id, note=note)
+        return True
+
+    async def _hangup(self, call_id: str) -> None:
+        assert self._on_orphan is not None
+        await self._on_orphan(call_id)

@@ -1,0 +1,430 @@
+"""The call registry on Redis, shared by several callserver instances.
+
+Each instance owns the calls it accepted: it keeps their live :class:`CallRecord` objects in
+memory (the manager mutates them) and mirrors them to Redis with a lease that the
+:class:`~callserver.calls.coordination.Coordinator` renews. Other instances read snapshots.
+
+Failure policy, so that losing Redis never takes calls down with it:
+
+- Decisions that must be global (webhook/call claims, concurrency slots) and reads of calls
+  owned elsewhere raise :class:`RegistryUnavailable` when Redis does not answer in time
+  (unless ``local_fallback`` is set: then claims and slots are decided in-process).
+- Writes about this instance's own calls (``put``, ``finished``, ``release_slot``,
+  ``link_call_sid``) never raise: the local state is authoritative and
+  :meth:`RedisRegistry.renew_leases` re-syncs it once Redis is back.
+
+The client must be created with ``decode_responses=True``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from callserver.calls import redis_codec, redis_scripts
+from callserver.calls.records import CallRecord, CallState
+from callserver.calls.registry import InMemoryRegistry, RegistryUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_UNAVAILABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallLocation:
+    """Where a call lives, as Redis sees it: who owns it and whether its lease is current."""
+
+    owner: str | None
+    state: str | None
+    lease_alive: bool
+
+
+class RedisRegistry:
+    """:class:`~callserver.calls.registry.CallRegistry` on a (single, non-cluster) Redis."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        instance_id: str,
+        max_calls: int,
+        dedupe_ttl_s: float,
+        lease_s: float = 15.0,
+        key_prefix: str = "callserver:",
+        op_timeout_s: float = 1.0,
+        ended_ttl_s: float = 3600.0,
+        call_sid_ttl_s: float = 6 * 3600.0,
+        keep_ended: int = 1000,
+        local_fallback: bool = False,
+    ) -> None:
+        self.client = client
+        self.instance_id = instance_id
+        self.max_calls = max_calls
+        self.lease_s = lease_s
+        self.prefix = key_prefix
+        self._dedupe_ms = max(int(dedupe_ttl_s * 1000), 1)
+        self._lease_ms = max(int(lease_s * 1000), 1)
+        self._op_timeout = op_timeout_s
+        self._ended_ttl = max(int(ended_ttl_s), 1)
+        self._sid_ms = max(int(call_sid_ttl_s * 1000), 1)
+        self._keep_ended = keep_ended
+        self._owned: dict[str, CallRecord] = {}
+        self._slots: dict[str, str] = {}
+        self._sids: dict[str, str] = {}
+        self._ended: collections.OrderedDict[str, CallRecord] = collections.OrderedDict()
+        self._pending_finish: dict[str, CallRecord] = {}
+        self._pending_release: set[str] = set()
+        self._pending_sids: set[str] = set()
+        self._lost: set[str] = set()
+        self._fallback = (
+            InMemoryRegistry(max_calls=max_calls, dedupe_ttl_s=dedupe_ttl_s)
+            if local_fallback
+            else None
+        )
+        self._acquire = client.register_script(redis_scripts.ACQUIRE_SLOT)
+        self._release = client.register_script(redis_scripts.RELEASE_SLOT)
+        self._put = client.register_script(redis_scripts.PUT_RECORD)
+        self._renew = client.register_script(redis_scripts.RENEW)
+        self._claim_orphan = client.register_script(redis_scripts.CLAIM_ORPHAN)
+        self._expired = client.register_script(redis_scripts.EXPIRED)
+        self._locate = client.register_script(redis_scripts.LOCATE)
+
+    # ---- keys and the one place Redis errors are translated --------------------------------
+
+    def _key(self, *parts: str) -> str:
+        return self.prefix + "".join(parts)
+
+    @property
+    def _live_key(self) -> str:
+        return self._key("live")
+
+    def end_channel(self, instance_id: str) -> str:
+        """Pub/sub channel on which an instance receives end requests for its calls."""
+        return self._key("end:", instance_id)
+
+    async def _op(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """One Redis operation under a deadline; unreachable or slow -> RegistryUnavailable."""
+        try:
+            async with asyncio.timeout(self._op_timeout):
+                return await fn()
+        except _UNAVAILABLE_ERRORS as exc:
+            detail = str(exc) or type(exc).__name__
+            raise RegistryUnavailable(f"redis {what}: {detail}") from exc
+
+    # ---- claims and slots (global decisions) -----------------------------------------------
+
+    async def claim_delivery(self, webhook_id: str) -> bool:
+        try:
+            return await self._claim(self._key("d:", webhook_id), "claim delivery")
+        except RegistryUnavailable:
+            if self._fallback is None:
+                raise
+            log.warning("redis down: webhook delivery deduplicated in-process only")
+            return await self._fallback.claim_delivery(webhook_id)
+
+    async def claim_call(self, call_id: str) -> bool:
+        try:
+            return await self._claim(self._key("c:", call_id), "claim call")
+        except RegistryUnavailable:
+            if self._fallback is None:
+                raise
+            log.warning("redis down: call claimed in-process only", extra={"call_id": call_id})
+            return await self._fallback.claim_call(call_id)
+
+    async def _claim(self, key: str, what: str) -> bool:
+        result = await self._op(
+            what, lambda: self.client.set(key, self.instance_id, nx=True, px=self._dedupe_ms)
+        )
+        return bool(result)
+
+    async def acquire_slot(self, call_id: str, graph: str, graph_limit: int | None) -> bool:
+        keys = [self._key("slots"), self._key("slot_graph"), self._key("gslots:", graph)]
+        args = [
+            call_id,
+            graph,
+            self.max_calls,
+            -1 if graph_limit is None else graph_limit,
+            self._lease_ms,
+            self.prefix,
+        ]
+        try:
+            ok = bool(await self._op("acquire slot", lambda: self._acquire(keys=keys, args=args)))
+        except RegistryUnavailable:
+            if self._fallback is None:
+                raise
+            ok = await self._fallback.acquire_slot(call_id, graph, graph_limit)
+        if ok:
+            self._slots[call_id] = graph
+        return ok
+
+    async def release_slot(self, call_id: str) -> None:
+        self._slots.pop(call_id, None)
+        if self._fallback is not None:
+            await self._fallback.release_slot(call_id)
+        try:
+            await self._release_remote(call_id)
+        except RegistryUnavailable as exc:
+            log.warning("slot release deferred: %s", exc, extra={"call_id": call_id})
+            self._pending_release.add(call_id)
+
+    async def _release_remote(self, call_id: str) -> None:
+        keys = [self._key("slots"), self._key("slot_graph")]
+        await self._op(
+            "release slot", lambda: self._release(keys=keys, args=[call_id, self.prefix])
+        )
+
+    def slots_in_use(self) -> int:
+        """Slots held by this instance (the global count is in Redis)."""
+        return len(self._slots)
+
+    # ---- records ---------------------------------------------------------------------------
+
+    async def put(self, record: CallRecord) -> None:
+        if record.state is not CallState.ENDED:
+            self._owned[record.call_id] = record
+        try:
+            await self._write(record)
+        except RegistryUnavailable as exc:
+            log.warning("record write deferred: %s", exc, extra={"call_id": record.call_id})
+
+    async def _write(self, record: CallRecord) -> None:
+        keys = [self._key("call:", record.call_id), self._live_key]
+        args = [
+            record.call_id,
+            self.instance_id,
+            record.state.value,
+            record.end_reason or "",
+            redis_codec.encode(record),
+            self._lease_ms,
+        ]
+        await self._op("put record", lambda: self._put(keys=keys, args=args))
+
+    async def get(self, call_id: str) -> CallRecord | None:
+        local = self._owned.get(call_id) or self._ended.get(call_id)
+        if local is not None:
+            return local
+        fields = await self._op(
+            "get record", lambda: self.client.hgetall(self._key("call:", call_id))
+        )
+        return redis_codec.decode(fields) if fields else None
+
+    async def live_calls(self) -> list[CallRecord]:
+        """Every instance's live calls: this instance's own objects, snapshots of the rest."""
+        ids: list[str] = await self._op(
+            "list calls", lambda: self.client.zrange(self._live_key, 0, -1)
+        )
+        remote = [i for i in ids if i not in self._owned]
+
+        async def read_all() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for call_id in remote:
+                    pipe.hgetall(self._key("call:", call_id))
+                return await pipe.execute()
+
+        rows = await self._op("read calls", read_all) if remote else []
+        records = list(self._owned.values())
+        for fields in rows:
+            record = redis_codec.decode(fields) if fields else None
+            if record is not None and record.state is not CallState.ENDED:
+                records.append(record)
+        return records
+
+    async def finished(self, record: CallRecord) -> None:
+        call_id = record.call_id
+        self._owned.pop(call_id, None)
+        self._lost.discard(call_id)
+        self._ended[call_id] = record
+        while len(self._ended) > self._keep_ended:
+            self._ended.popitem(last=False)
+        if record.twilio_call_sid:
+            self._sids.pop(record.twilio_call_sid, None)
+        try:
+            await self._write_finished(record)
+        except RegistryUnavailable as exc:
+            log.warning("end record write deferred: %s", exc, extra={"call_id": call_id})
+            self._pending_finish[call_id] = record
+
+    async def _write_finished(self, record: CallRecord) -> None:
+        key = self._key("call:", record.call_id)
+
+        async def write() -> None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(
+                    key,
+                    mapping={
+                        "owner": self.instance_id,
+                        "state": record.state.value,
+                        "end_reason": record.end_reason or "",
+                        "data": redis_codec.encode(record),
+                        "ended_at": str(time.time()),
+                    },
+                )
+                pipe.expire(key, self._ended_ttl)
+                pipe.zrem(self._live_key, record.call_id)
+                if record.twilio_call_sid:
+                    pipe.delete(self._key("sid:", record.twilio_call_sid))
+                await pipe.execute()
+
+        await self._op("finish record", write)
+
+    async def link_call_sid(self, call_sid: str, call_id: str) -> None:
+        self._sids[call_sid] = call_id
+        try:
+            await self._write_sid(call_sid, call_id)
+        except RegistryUnavailable as exc:
+            log.warning("CallSid link deferred: %s", exc, extra={"call_id": call_id})
+            self._pending_sids.add(call_sid)
+
+    async def _write_sid(self, call_sid: str, call_id: str) -> None:
+        key = self._key("sid:", call_sid)
+        await self._op("link CallSid", lambda: self.client.set(key, call_id, px=self._sid_ms))
+
+    async def by_call_sid(self, call_sid: str) -> CallRecord | None:
+        call_id = self._sids.get(call_sid)
+        if call_id is None:
+            call_id = await self._op(
+                "find CallSid", lambda: self.client.get(self._key("sid:", call_sid))
+            )
+        if call_id is None:
+            return None
+        record = await self.get(call_id)
+        return record if record is not None and record.live else None
+
+    async def healthy(self) -> tuple[bool, str]:
+        try:
+            async with asyncio.timeout(min(self._op_timeout, 0.5)):
+                await self.client.ping()
+        except _UNAVAILABLE_ERRORS as exc:
+            return False, f"redis unreachable: {str(exc) or type(exc).__name__}"
+        return True, f"redis ok (instance {self.instance_id})"
+
+    def is_local(self, call_id: str) -> bool:
+        return call_id in self._owned
+
+    async def owner_of(self, call_id: str) -> str | None:
+        if call_id in self._owned:
+            return self.instance_id
+        where = await self.locate(call_id)
+        if where is None or not where.lease_alive or where.state == CallState.ENDED.value:
+            return None
+        return where.owner
+
+    # ---- used by the Coordinator -----------------------------------------------------------
+
+    def owned_ids(self) -> list[str]:
+        return list(self._owned)
+
+    async def locate(self, call_id: str) -> CallLocation | None:
+        """Owner, state and lease of a call; None if Redis knows nothing of it."""
+        keys = [self._key("call:", call_id), self._live_key]
+        owner, state, alive = await self._op(
+            "locate call", lambda: self._locate(keys=keys, args=[call_id])
+        )
+        if not owner and not state and not int(alive):
+            return None
+        return CallLocation(owner or None, state or None, bool(int(alive)))
+
+    async def renew_leases(self) -> list[str]:
+        """Flush deferred writes, re-assert this instance's calls and extend their leases.
+
+        Returns calls this instance newly lost (swept as orphans by a survivor while we could
+        not renew): the caller should end them locally. Raises RegistryUnavailable.
+        """
+        await self._flush_pending()
+        if not self._owned:
+            await self._op("ping", self.client.ping)
+            return []
+        args: list[Any] = [self.instance_id, self._lease_ms, self.prefix]
+        for call_id, record in list(self._owned.items()):
+            args += [
+                call_id,
+                record.state.value,
+                record.end_reason or "",
+                redis_codec.encode(record),
+                self._slots.get(call_id, ""),
+            ]
+        keys = [self._live_key, self._key("slots"), self._key("slot_graph")]
+        lost: list[str] = await self._op("renew leases", lambda: self._renew(keys=keys, args=args))
+        fresh = [c for c in lost if c not in self._lost and c in self._owned]
+        self._lost.update(fresh)
+        return fresh
+
+    async def _flush_pending(self) -> None:
+        for call_id in list(self._pending_release):
+            await self._release_remote(call_id)
+            self._pending_release.discard(call_id)
+        for call_sid in list(self._pending_sids):
+            call_id = self._sids.get(call_sid)
+            if call_id is not None:
+                await self._write_sid(call_sid, call_id)
+            self._pending_sids.discard(call_sid)
+        for call_id, record in list(self._pending_finish.items()):
+            await self._write_finished(record)
+            self._pending_finish.pop(call_id, None)
+
+    async def expired_calls(self, limit: int = 100) -> list[str]:
+        """Calls of other instances whose lease has expired (their owner looks dead)."""
+        ids: list[str] = await self._op(
+            "list expired", lambda: self._expired(keys=[self._live_key], args=[limit])
+        )
+        return [i for i in ids if i not in self._owned]
+
+    async def claim_orphan(self, call_id: str) -> int:
+        """Atomically take over an expired call; the sweep attempt number, or 0 if not ours."""
+        keys = [self._live_key, self._key("call:", call_id)]
+        attempts = int(
+            await self._op("claim orphan", lambda: self._claim_orphan(keys=keys, args=[call_id]))
+        )
+        return max(attempts, 0)
+
+    async def requeue_orphan(self, call_id: str) -> None:
+        """Put a claimed orphan back as expired, so the next sweep (anyone's) retries it."""
+        await self._op("requeue orphan", lambda: self.client.zadd(self._live_key, {call_id: 0}))
+
+    async def finish_orphan(self, call_id: str, *, note: str | None = None) -> None:
+        """Record a claimed orphan as ended with reason ``owner_lost`` and free its slot."""
+        key = self._key("call:", call_id)
+        fields = await self._op("read orphan", lambda: self.client.hgetall(key))
+        record = redis_codec.decode(fields) if fields else None
+        data = fields.get("data") if fields else None
+        if record is not None and note:
+            record.errors.append(note)
+            data = redis_codec.encode(record)
+
+        async def write() -> None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                mapping = {"state": CallState.ENDED.value, "end_reason": "owner_lost"}
+                mapping["ended_at"] = str(time.time())
+                if data:
+                    mapping["data"] = data
+                pipe.hset(key, mapping=mapping)
+                pipe.expire(key, self._ended_ttl)
+                pipe.zrem(self._live_key, call_id)
+                if record is not None and record.twilio_call_sid:
+                    pipe.delete(self._key("sid:", record.twilio_call_sid))
+                await pipe.execute()
+
+        await self._op("finish orphan", write)
+        await self._release_remote(call_id)
+
+    async def publish_end(self, owner: str, call_id: str, reason: str) -> int:
+        """Ask ``owner`` to end a call; the number of subscribers that received it."""
+        message = json.dumps({"call_id": call_id, "reason": reason, "from": self.instance_id})
+        channel = self.end_channel(owner)
+        return int(await self._op("publish end", lambda: self.client.publish(channel, message)))
+
+    async def aclose(self) -> None:
+        """Close the Redis client (its connection pool)."""
+        await self.client.aclose()

@@ -1,0 +1,108 @@
+"""Helpers for tests against the real Redis server: reachability policy and a cuttable link.
+
+Tests use a dedicated database (15 by default) *and* a unique key prefix each, and delete
+their keys afterwards, so they can run next to a developer's own Redis data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+
+import pytest
+from redis import Redis as SyncRedis
+from redis.asyncio import Redis
+
+TEST_REDIS_URL = os.environ.get("CALLSERVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def require_redis(url: str = TEST_REDIS_URL) -> None:
+    """Skip when Redis is unreachable -- except under ``CI=true``, where that is a failure."""
+    try:
+        client = SyncRedis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:
+        reason = f"Redis not reachable at {url}: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true: Redis tests must run)")
+        pytest.skip(reason)
+
+
+def client_for(url: str, **kwargs: object) -> Redis:
+    """An asyncio client configured like the service's (short timeouts, str responses)."""
+    options: dict[str, object] = {
+        "decode_responses": True,
+        "socket_timeout": 1.0,
+        "socket_connect_timeout": 1.0,
+    }
+    options.update(kwargs)
+    return Redis.from_url(url, **options)  # type: ignore[arg-type]
+
+
+async def delete_prefix(url: str, prefix: str) -> None:
+    client = client_for(url)
+    try:
+        keys = [key async for key in client.scan_iter(match=prefix + "*", count=500)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+class TcpProxy:
+    """A TCP relay in front of Redis that a test can cut and restore on the same port.
+
+    Stopping it closes the listener *and* every relayed connection, which is what a client
+    sees when the Redis server dies; starting it again is Redis coming back.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._writers.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update({writer, up_writer})
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(src, dst))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                dst.close()
+            self._writers.discard(dst)

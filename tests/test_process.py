@@ -1,0 +1,155 @@
+"""The service as a process: start-up refusals, SIGTERM drain, SIGHUP reload."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from callserver.testing.fake_openai import FakeOpenAI
+from callserver.testing.harness import TEST_WEBHOOK_SECRET, free_port
+from tests.conftest import ROOT
+from tests.e2e import wait_for
+
+
+def service_env(fake: FakeOpenAI, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CALLSERVER_"))}
+    env.update(
+        OPENAI_API_KEY="sk-test-process",
+        OPENAI_BASE_URL=fake.base_url,
+        OPENAI_WEBHOOK_SECRET=TEST_WEBHOOK_SECRET,
+        CALLSERVER_CONFIG=str(ROOT / "config" / "agents.yaml"),
+        CALLSERVER_DRAIN_TIMEOUT="1",
+        CALLSERVER_LOG_FORMAT="json",
+    )
+    env.update(extra)
+    return env
+
+
+async def start_service(env: dict[str, str], port: int) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "callserver.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+    async def ready() -> bool:
+        if proc.returncode is not None:
+            raise AssertionError(f"service exited early: {proc.returncode}")
+        try:
+            async with httpx.AsyncClient(timeout=0.5) as client:
+                return (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await wait_for(ready, timeout=20, what="service ready")
+    return proc
+
+
+async def test_sigterm_drains_then_exits_cleanly(fake_openai: FakeOpenAI) -> None:
+    port = free_port()
+    proc = await start_service(service_env(fake_openai), port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        call_id, response = await fake_openai.send_incoming_call(
+            f"{url}/webhooks/openai", TEST_WEBHOOK_SECRET
+        )
+        assert response.status_code == 200
+        await fake_openai.wait_connected(call_id)
+        proc.send_signal(signal.SIGTERM)
+        async with httpx.AsyncClient(timeout=2) as client:
+            await wait_for(
+                lambda: _status(client, f"{url}/readyz", 503), timeout=3, what="readyz 503"
+            )
+            late, late_response = await fake_openai.send_incoming_call(
+                f"{url}/webhooks/openai", TEST_WEBHOOK_SECRET, client=client
+            )
+        assert late_response.status_code == 503
+        code = await asyncio.wait_for(proc.wait(), timeout=15)
+        assert code == 0
+        assert fake_openai.hangup_observed(call_id)
+        assert fake_openai.requests_for(late, "accept") == []
+        _, stderr = await proc.communicate()
+        log = stderr.decode()
+        assert '"end_reason": "shutdown"' in log
+        assert TEST_WEBHOOK_SECRET.removeprefix("whsec_")[:12] not in log
+        assert "sk-test-process" not in log
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def _status(client: httpx.AsyncClient, url: str, status: int) -> bool:
+    try:
+        return (await client.get(url)).status_code == status
+    except httpx.HTTPError:
+        return False
+
+
+def test_refuses_to_start_on_invalid_config(tmp_path: Path) -> None:
+    bad = tmp_path / "agents.yaml"
+    bad.write_text("name: x\nstart: nobody\nagents: {}\nbogus_key: 1\n")
+    env = {
+        **os.environ,
+        "OPENAI_WEBHOOK_SECRET": TEST_WEBHOOK_SECRET,
+        "CALLSERVER_CONFIG": str(bad),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "callserver.cli", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert result.returncode == 1
+    assert "refusing to start, invalid config" in result.stderr
+    assert f"{bad}:4" in result.stderr and "bogus_key" in result.stderr
+
+
+def test_refuses_to_start_without_webhook_secret() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CALLSERVER_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "callserver.cli", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert "OPENAI_WEBHOOK_SECRET is not set" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["1", "true"])
+async def test_insecure_flag_is_loud(fake_openai: FakeOpenAI, value: str) -> None:
+    env = service_env(fake_openai, CALLSERVER_INSECURE_SKIP_SIGNATURE=value)
+    del env["OPENAI_WEBHOOK_SECRET"]
+    port = free_port()
+    proc = await start_service(env, port)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), timeout=15)
+        _, stderr = await proc.communicate()
+        assert "signatures are NOT checked" in stderr.decode()
+        assert '"level": "critical"' in stderr.decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -1,0 +1,191 @@
+"""Twilio status callbacks end calls through the one end path; the full Twilio call flow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from callserver.calls.twilio_calls import StatusMemory
+from callserver.testing.fake_openai import FakeOpenAI
+from callserver.testing.harness import TEST_WEBHOOK_SECRET, RunningServer
+from tests.e2e import assert_idle, ended_record, wait_for
+from tests.test_twilio_webhooks import (
+    CALL_SID,
+    CONFIG_DIR,
+    PROJECT,
+    parse_dial,
+    post_twilio,
+    twilio_settings,
+    voice_params,
+)
+
+CHILD_SID = "CA" + "fedcba9876543210" * 2
+
+
+def status_params(call_sid: str, status: str, **extra: str) -> dict[str, str]:
+    return {
+        "CallSid": call_sid,
+        "AccountSid": "AC" + "f" * 32,
+        "CallStatus": status,
+        "From": "+14155550123",
+        "To": "+18005550100",
+        **extra,
+    }
+
+
+async def openai_rings(
+    server: RunningServer, fake: FakeOpenAI, headers: list[tuple[str, str]]
+) -> str:
+    """OpenAI's webhook for the INVITE Twilio sent (To: the project's SIP user)."""
+    call_id, response = await fake.send_incoming_call(
+        server.webhook_url, TEST_WEBHOOK_SECRET, to=PROJECT, extra_headers=headers
+    )
+    assert response.status_code == 200, response.text
+    return call_id
+
+
+def test_status_memory_expires_and_stays_bounded() -> None:
+    now = [0.0]
+    memory = StatusMemory(ttl_s=10, max_items=3, clock=lambda: now[0])
+    assert memory.remember("CA1", "completed")
+    assert not memory.remember("CA1", "failed")  # first one wins
+    assert memory.get("CA1") == "completed"
+    now[0] = 11
+    assert memory.get("CA1") is None
+    for i in range(5):
+        memory.remember(f"CA{i + 10}", "busy")
+    assert len(memory) == 3
+    assert memory.get("CA14") == "busy" and memory.get("CA10") is None
+
+
+async def test_full_twilio_flow(start_callserver: Any, fake_openai: FakeOpenAI) -> None:
+    """Voice webhook -> TwiML -> OpenAI webhook with the same CallSid -> accept -> session
+    -> Twilio ``completed`` -> hangup at OpenAI -> no live call."""
+    server = await start_callserver(CONFIG_DIR, **twilio_settings())
+    _, _, _, sip_headers = parse_dial(await post_twilio(server, "/twilio/voice", voice_params()))
+
+    # Twilio dials: the INVITE carries our X- headers plus its own X-Twilio-CallSid.
+    call_id = await openai_rings(
+        server, fake_openai, [*sip_headers.items(), ("X-Twilio-CallSid", CALL_SID)]
+    )
+    await wait_for(lambda: fake_openai.requests_for(call_id, "accept"), what="accept")
+    conn = await fake_openai.wait_connected(call_id)
+    await conn.expect("session.update")
+    manager = server.services.manager
+    await wait_for(lambda: manager.session(call_id) is not None, what="attached session")
+
+    # Progress is recorded on the live call, nothing more.
+    ringing = await post_twilio(server, "/twilio/status", status_params(CALL_SID, "in-progress"))
+    assert ringing.json() == {"status": "recorded"}
+    record = await manager.registry.by_call_sid(CALL_SID)
+    assert record is not None and record.twilio_status == "in-progress"
+    assert not fake_openai.hangup_observed(call_id)
+
+    # The caller hangs up at Twilio.
+    completed = await post_twilio(
+        server, "/twilio/status", status_params(CALL_SID, "completed", CallDuration="42")
+    )
+    assert completed.status_code == 200
+    assert completed.json() == {"status": "ended"}
+    record = await ended_record(server, call_id)
+    assert record.end_reason == "twilio:completed"
+    assert record.twilio_status == "completed"
+    assert record.twilio_call_sid == CALL_SID
+    assert fake_openai.hangup_observed(call_id)
+    await assert_idle(server)
+
+    # Late and repeated callbacks change nothing.
+    again = await post_twilio(server, "/twilio/status", status_params(CALL_SID, "completed"))
+    assert again.json() == {"status": "duplicate"}
+    late = await post_twilio(server, "/twilio/status", status_params(CALL_SID, "ringing"))
+    assert late.json() == {"status": "ignored"}
+    action = await post_twilio(
+        server,
+        "/twilio/dial-action",
+        {"CallSid": CALL_SID, "DialCallStatus": "completed", "CallStatus": "in-progress"},
+    )
+    assert action.status_code == 200
+    assert "<Hangup />" in action.text or "<Hangup/>" in action.text
+    assert len(fake_openai.requests_for(call_id, "hangup")) == 1
+    assert (await manager.registry.get(call_id)).end_reason == "twilio:completed"  # type: ignore[union-attr]
+    await assert_idle(server)
+
+
+async def test_child_leg_sid_and_dial_action(
+    start_callserver: Any, fake_openai: FakeOpenAI
+) -> None:
+    """X-Twilio-CallSid names the <Dial> child leg; the Dial action names the parent: our
+    X-Callserver-CallSid header links the two."""
+    server = await start_callserver(CONFIG_DIR, **twilio_settings())
+    _, _, _, sip_headers = parse_dial(await post_twilio(server, "/twilio/voice", voice_params()))
+    call_id = await openai_rings(
+        server, fake_openai, [*sip_headers.items(), ("X-Twilio-CallSid", CHILD_SID)]
+    )
+    conn = await fake_openai.wait_connected(call_id)
+    await conn.expect("session.update")
+    # The <Sip> noun's callback: the child leg, with its parent.
+    answered = await post_twilio(
+        server,
+        "/twilio/status",
+        status_params(CHILD_SID, "in-progress", ParentCallSid=CALL_SID),
+    )
+    assert answered.json() == {"status": "recorded"}
+    # The Dial action names the parent leg only (no DialCallSid here on purpose).
+    action = await post_twilio(
+        server,
+        "/twilio/dial-action",
+        {"CallSid": CALL_SID, "DialCallStatus": "no-answer", "CallStatus": "in-progress"},
+    )
+    assert action.status_code == 200 and "Hangup" in action.text
+    record = await ended_record(server, call_id)
+    assert record.end_reason == "twilio:no-answer"
+    assert fake_openai.hangup_observed(call_id)
+    await assert_idle(server)
+    assert server.services.twilio.calls.alias_count == 0
+
+
+async def test_status_before_webhook_rejects_the_late_call(
+    start_callserver: Any, fake_openai: FakeOpenAI
+) -> None:
+    server = await start_callserver(CONFIG_DIR, **twilio_settings())
+    _, _, _, sip_headers = parse_dial(await post_twilio(server, "/twilio/voice", voice_params()))
+    # The caller gives up while the INVITE is still on its way to OpenAI.
+    early = await post_twilio(server, "/twilio/status", status_params(CALL_SID, "canceled"))
+    assert early.json() == {"status": "remembered"}
+    duplicate = await post_twilio(server, "/twilio/status", status_params(CALL_SID, "canceled"))
+    assert duplicate.json() == {"status": "duplicate"}
+
+    call_id = await openai_rings(
+        server, fake_openai, [*sip_headers.items(), ("X-Twilio-CallSid", CALL_SID)]
+    )
+    record = await ended_record(server, call_id)
+    assert record.end_reason == "rejected:precheck"
+    rejects = fake_openai.requests_for(call_id, "reject")
+    assert len(rejects) == 1 and rejects[0].json == {"status_code": 603}
+    assert fake_openai.requests_for(call_id, "accept") == []
+    assert fake_openai.connections.get(call_id) is None
+    await assert_idle(server)
+
+    # Only our own header survived (X-Twilio-CallSid is the child leg): still rejected.
+    other = await openai_rings(
+        server, fake_openai, [*sip_headers.items(), ("X-Twilio-CallSid", CHILD_SID)]
+    )
+    assert (await ended_record(server, other)).end_reason == "rejected:precheck"
+    assert fake_openai.requests_for(other, "accept") == []
+    await assert_idle(server)
+
+
+async def test_unrelated_status_changes_nothing(
+    start_callserver: Any, fake_openai: FakeOpenAI
+) -> None:
+    server = await start_callserver(CONFIG_DIR, **twilio_settings())
+    call_id = await openai_rings(server, fake_openai, [("X-Twilio-CallSid", CALL_SID)])
+    conn = await fake_openai.wait_connected(call_id)
+    await conn.expect("session.update")
+    other = await post_twilio(server, "/twilio/status", status_params(CHILD_SID, "completed"))
+    assert other.json() == {"status": "remembered"}
+    assert server.services.manager.active_count == 1
+    assert not fake_openai.hangup_observed(call_id)
+    ended = await post_twilio(server, "/twilio/status", status_params(CALL_SID, "busy"))
+    assert ended.json() == {"status": "ended"}
+    assert (await ended_record(server, call_id)).end_reason == "twilio:busy"
+    await assert_idle(server)
