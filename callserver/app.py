@@ -13,13 +13,16 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from callserver.calls.control import CallControlClient
 from callserver.calls.manager import CallManager, Draining
 from callserver.calls.registry import InMemoryRegistry
 from callserver.config_holder import ConfigHolder
+from callserver.metrics import Metrics
+from callserver.records.outbox import Outbox
+from callserver.records.post_call import call_ended_listener
 from callserver.settings import Settings
 from callserver.twilio_routes import (
     TwilioService,
@@ -44,6 +47,8 @@ class Services:
     config: ConfigHolder
     manager: CallManager
     verifier: SignatureVerifier | None
+    metrics: Metrics
+    outbox: Outbox | None = None
     twilio: TwilioService | None = None
     """The Twilio number integration; None when TWILIO_AUTH_TOKEN is unset."""
 
@@ -78,14 +83,22 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
         registry = InMemoryRegistry(
             max_calls=settings.max_concurrent_calls, dedupe_ttl_s=settings.dedupe_ttl_s
         )
+        metrics = Metrics()
+        _allow_labels(metrics, holder)
         control = CallControlClient(
             settings.openai_base_url,
             settings.openai_api_key.get_secret_value(),
             timeout_s=settings.http_timeout_s,
+            on_retry=metrics.control_retry,
         )
-        manager = CallManager(settings=settings, registry=registry, control=control, config=holder)
+        manager = CallManager(
+            settings=settings, registry=registry, control=control, config=holder, metrics=metrics
+        )
         twilio = build_twilio(settings, manager, holder)
-        app.state.services = Services(settings, holder, manager, verifier, twilio=twilio)
+        outbox = await _start_outbox(settings, metrics, manager)
+        app.state.services = Services(
+            settings, holder, manager, verifier, metrics=metrics, outbox=outbox, twilio=twilio
+        )
         log.info(
             "callserver ready",
             extra={"config_hash": holder.current.config_hash, "base_url": settings.openai_base_url},
@@ -94,6 +107,8 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             yield
         finally:
             await manager.drain(settings.drain_timeout_s)
+            if outbox is not None:
+                await outbox.aclose()
             await control.aclose()
 
     return Starlette(
@@ -104,9 +119,41 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             Route("/twilio/dial-action", twilio_dial_action, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
+
+
+def _allow_labels(metrics: Metrics, holder: ConfigHolder) -> None:
+    """Let the configured graph and tool names through as metric labels (bounded)."""
+    config = holder.current
+    metrics.allow_graphs(config.graphs)
+    tools: set[str] = set()
+    for graph in config.graphs.values():
+        tools.update(getattr(graph, "tool_names", ()) or ())
+    metrics.allow_tools(tools)
+
+
+async def _start_outbox(
+    settings: Settings, metrics: Metrics, manager: CallManager
+) -> Outbox | None:
+    """The durable post-call event outbox, when receivers are configured."""
+    if not settings.postcall_urls:
+        return None
+    if settings.postcall_secret is None:
+        raise RuntimeError("CALLSERVER_POSTCALL_URLS is set but CALLSERVER_POSTCALL_SECRET is not")
+    outbox = Outbox(
+        settings.outbox_path,
+        list(settings.postcall_urls),
+        settings.postcall_secret.get_secret_value(),
+        on_result=metrics.postcall_delivery,
+    )
+    await outbox.start()
+    manager.end_listeners.append(
+        call_ended_listener(outbox, redact_numbers=settings.redact_numbers)
+    )
+    return outbox
 
 
 def _services(request: Request) -> Services:
@@ -135,6 +182,7 @@ async def openai_webhook(request: Request) -> JSONResponse:
         outcome = await services.manager.handle_incoming(call)
     except WebhookError as exc:
         log.warning("webhook refused: %s", exc.message, extra={"reason": exc.reason})
+        services.metrics.webhook_rejected(exc.reason)
         return _error(exc.status, exc.message)
     except Draining:
         return _error(503, "draining: not taking new calls", headers={"Retry-After": "5"})
@@ -162,3 +210,8 @@ async def readyz(request: Request) -> JSONResponse:
             "config_hash": services.config.current.config_hash,
         }
     )
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    body, content_type = _services(request).metrics.exposition(request.headers.get("accept"))
+    return Response(body, headers={"content-type": content_type})

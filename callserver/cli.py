@@ -64,6 +64,14 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from callserver.demo import run_demo
+
+    return asyncio.run(run_demo(Path(args.config)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callserver", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the config format")
     schema.set_defaults(func=_cmd_schema)
+
+    demo = sub.add_parser("demo", help="watch one call end to end against the local fake OpenAI")
+    demo.add_argument("--config", default="config/agents.yaml")
+    demo.set_defaults(func=_cmd_demo)
     return parser
 
 

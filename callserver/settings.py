@@ -52,12 +52,34 @@ class Settings(BaseModel):
     openai_project_id: str | None = None
     sip_uri: str | None = None
     """SIP URI Twilio dials; default sip:<OPENAI_PROJECT_ID>@sip.api.openai.com;transport=tls."""
+    postcall_urls: tuple[str, ...] = ()
+    """Where ``call.ended`` events are POSTed (comma-separated in the environment)."""
+    postcall_secret: SecretStr | None = None
+    """Our own ``whsec_`` secret that signs post-call events (Standard Webhooks)."""
+    outbox_path: Path = Path("callserver-outbox.sqlite3")
+    redact_numbers: bool = False
+    """Leave caller/dialed numbers out of logs and post-call events (last 4 digits only)."""
     redis_url: str | None = None
     """Shared registry for several instances (redis://host:6379/0); unset = in-process."""
     instance_id: str | None = None
     """Name of this instance in the shared registry; default host:pid."""
     log_level: str = "INFO"
     log_format: str = "json"
+
+    @field_validator("postcall_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("postcall_urls")
+    @classmethod
+    def _urls_are_http(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"not an http(s) URL: {url[:80]}")
+        return value
 
     @field_validator("openai_base_url")
     @classmethod
@@ -100,6 +122,10 @@ class Settings(BaseModel):
             "trust_proxy": "CALLSERVER_TRUST_PROXY",
             "openai_project_id": "OPENAI_PROJECT_ID",
             "sip_uri": "CALLSERVER_SIP_URI",
+            "postcall_urls": "CALLSERVER_POSTCALL_URLS",
+            "postcall_secret": "CALLSERVER_POSTCALL_SECRET",
+            "outbox_path": "CALLSERVER_OUTBOX_PATH",
+            "redact_numbers": "CALLSERVER_REDACT_NUMBERS",
             "redis_url": "REDIS_URL",
             "instance_id": "CALLSERVER_INSTANCE_ID",
             "log_level": "CALLSERVER_LOG_LEVEL",

@@ -143,13 +143,13 @@ async def twilio_voice(request: Request) -> Response:
     )
     admission = await service.calls.admit(info)
     route_name = admission.route.route_name if admission.route else None
-    if admission.route is None or admission.route.graph is None or admission.reject:
+    if admission.reject is not None or admission.route is None or admission.route.graph is None:
         log.info(
             "twilio call refused before dialing: %s",
             admission.reason,
             extra={"call_sid": voice.call_sid, "route": route_name},
         )
-        return _xml(twiml.reject(admission.reject or "busy", say=service.reject_say))  # type: ignore[arg-type]
+        return _xml(twiml.reject(admission.reject or "busy", say=service.reject_say))
     headers = service.calls.sip_headers(admission.route, voice.call_sid, dialed)
     sip_uri = twiml.sip_uri_with_headers(service.sip_uri, headers)
     log.info(

@@ -21,6 +21,7 @@ from callserver.calls.records import CallRecord, CallState
 from callserver.calls.registry import CallRegistry
 from callserver.calls.session import CallSession
 from callserver.graph.context import CallToolContext
+from callserver.metrics import Metrics
 from callserver.settings import Settings
 from callserver.webhooks.openai import IncomingCall
 
@@ -58,8 +59,10 @@ class CallManager:
         registry: CallRegistry,
         control: CallControlClient,
         config: ConfigSource,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self.metrics = metrics or Metrics()
         self.registry = registry
         self._control = control
         self._config = config
@@ -84,9 +87,11 @@ class CallManager:
             raise Draining()
         if not await self.registry.claim_delivery(call.webhook_id):
             log.info("duplicate delivery ignored", extra={"call_id": call.call_id})
+            self.metrics.duplicate_delivery()
             return "duplicate"
         if not await self.registry.claim_call(call.call_id):
             log.info("duplicate call ignored", extra={"call_id": call.call_id})
+            self.metrics.duplicate_delivery()
             return "duplicate"
         record = CallRecord(
             call_id=call.call_id,
@@ -125,10 +130,12 @@ class CallManager:
         record.config_hash = config.config_hash
         if route.graph is None:
             code = route.reject_sip_code or SIP_DECLINE
+            self.metrics.admission_rejected("route")
             return await self._reject(record, code, deadline, "rejected:route")
         for precheck in self.prechecks:
             code = await precheck(call)
             if code is not None:
+                self.metrics.admission_rejected("precheck")
                 return await self._reject(record, code, deadline, "rejected:precheck")
         graph = route.graph
         record.graph = graph.name
@@ -137,6 +144,7 @@ class CallManager:
             record.call_id, graph.name, built.limits.max_concurrent
         ):
             log.warning("over capacity, rejecting", extra={"call_id": record.call_id})
+            self.metrics.admission_rejected("capacity")
             return await self._reject(record, SIP_BUSY, deadline, "rejected:capacity")
 
         handle = CallHandle(
@@ -163,6 +171,8 @@ class CallManager:
             log.error("accept failed: %s", exc.detail, extra={"call_id": record.call_id})
             return "accept_failed", False
         record.transition(CallState.ACTIVE)
+        self.metrics.accept_latency(time.monotonic() - record.created_mono)
+        self.metrics.call_started(graph.name, record.call_id)
         log.info(
             "call accepted",
             extra={"call_id": record.call_id, "graph": graph.name, "route": route.route_name},
@@ -174,6 +184,7 @@ class CallManager:
             url=self._settings.realtime_url(record.call_id),
             api_key=self._settings.openai_api_key.get_secret_value(),
             raw_listeners=[handle.on_server_event],
+            metrics=self.metrics,
         )
         self._sessions[record.call_id] = session
         max_duration = min(built.limits.max_duration_s, self._settings.max_call_duration_s)
@@ -246,6 +257,12 @@ class CallManager:
         if handle is not None:
             handle.close()
         self._sessions.pop(call_id, None)
+        now = time.monotonic()
+        for tool_call in record.tool_calls:
+            if tool_call.outcome == "running":  # the session's close cancelled it
+                tool_call.outcome = "cancelled"
+                tool_call.duration_s = now - tool_call.started_at
+                self.metrics.tool_finished(tool_call.name, "cancelled", tool_call.duration_s)
         record.transition(CallState.ENDED)
         await self.registry.release_slot(call_id)
         await self.registry.finished(record)
@@ -262,6 +279,7 @@ class CallManager:
                 "duration_s": round(record.duration_s(), 3),
             },
         )
+        self.metrics.call_ended(record, cleanup_s=record.cleanup_s(), include_details=False)
         for listener in self.end_listeners:
             try:
                 listener(record)
@@ -298,6 +316,7 @@ class CallManager:
         if not self.draining:
             log.warning("draining: new calls are refused with 503")
         self.draining = True
+        self.metrics.set_draining(True)
 
     async def drain(self, timeout_s: float) -> None:
         """Stop taking calls, let live ones finish for ``timeout_s``, then hang them up."""

@@ -60,6 +60,7 @@ class CallRecord:
     created_at: float = dataclasses.field(default_factory=time.time)
     created_mono: float = dataclasses.field(default_factory=time.monotonic)
     accepted_mono: float | None = None
+    ending_mono: float | None = None
     ended_mono: float | None = None
     end_reason: str | None = None
     current_agent: str | None = None
@@ -76,12 +77,20 @@ class CallRecord:
         self.state = new
         if new is CallState.ACTIVE:
             self.accepted_mono = time.monotonic()
+        elif new is CallState.ENDING:
+            self.ending_mono = time.monotonic()
         elif new is CallState.ENDED:
             self.ended_mono = time.monotonic()
 
     @property
     def live(self) -> bool:
         return self.state not in (CallState.ENDING, CallState.ENDED)
+
+    def cleanup_s(self) -> float | None:
+        """From the decision to end (or the hangup being noticed) to the record finalised."""
+        if self.ending_mono is None or self.ended_mono is None:
+            return None
+        return self.ended_mono - self.ending_mono
 
     def duration_s(self) -> float:
         end = self.ended_mono if self.ended_mono is not None else time.monotonic()

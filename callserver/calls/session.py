@@ -19,6 +19,7 @@ from agents.realtime.model_inputs import RealtimeModelSendRawMessage
 from callserver.calls import sdk
 from callserver.calls.records import CallRecord, ToolCall
 from callserver.graph.context import CallToolContext
+from callserver.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,9 @@ class CallSession:
         url: str,
         api_key: str,
         raw_listeners: list[RawListener],
+        metrics: Metrics,
     ) -> None:
+        self._metrics = metrics
         self._record = record
         self._built = built
         self._context = context
@@ -127,6 +130,7 @@ class CallSession:
             record.visit(event.agent.name)
         elif event.type == "handoff":
             record.handoffs += 1
+            self._metrics.handoff(record.graph)
             record.visit(event.to_agent.name)
             log.info(
                 "handoff %s -> %s",
@@ -147,9 +151,11 @@ class CallSession:
                 tool_call = pending.pop(0)
                 tool_call.duration_s = time.monotonic() - tool_call.started_at
                 tool_call.outcome = "ok"
+                self._metrics.tool_finished(name, "ok", tool_call.duration_s)
             log.info("tool %s finished", name, extra={"call_id": call_id})
         elif event.type == "guardrail_tripped":
             record.guardrail_trips += 1
+            self._metrics.guardrail_tripped(record.graph)
             log.warning("output guardrail tripped", extra={"call_id": call_id})
         elif event.type == "error":
             record.errors.append(str(event.error)[:200])
@@ -166,5 +172,6 @@ class CallSession:
         elif kind == "error":
             code = (message.get("error") or {}).get("code")
             self._record.errors.append(str(code))
+            self._metrics.session_error(str(code) if code else None)
         for listener in self._raw_listeners:
             listener(message)

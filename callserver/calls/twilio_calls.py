@@ -26,7 +26,7 @@ from callserver.graph import RouteResult
 from callserver.graph.context import CallInfo
 from callserver.webhooks.openai import IncomingCall
 from callserver.webhooks.twilio import TERMINAL_STATUSES
-from callserver.webhooks.twiml import header_items
+from callserver.webhooks.twiml import RejectReason, header_items
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,8 @@ class Admission:
     """Whether to dial OpenAI for a Twilio call. ``reject`` is None to dial."""
 
     route: RouteResult | None
-    reject: str | None
+    """Set (with a graph) whenever ``reject`` is None."""
+    reject: RejectReason | None
     """``busy`` or ``rejected`` (TwiML ``<Reject reason>``)."""
     reason: str
     """Why, for logs: ``ok``, ``draining``, ``full``, ``graph_full``, ``route:<code>``."""
@@ -134,7 +135,7 @@ class TwilioCalls:
         route = self._config.current.route(info)
         if route.graph is None:
             code = route.reject_sip_code or SIP_DECLINE
-            kind = "busy" if code in BUSY_SIP_CODES else "rejected"
+            kind: RejectReason = "busy" if code in BUSY_SIP_CODES else "rejected"
             return Admission(route, kind, f"route:{code}")
         live = await self._manager.registry.live_calls()
         if len(live) >= self._max_calls:
@@ -183,12 +184,17 @@ class TwilioCalls:
         if not fresh:
             return "duplicate"
         reason = f"twilio:{status}"
-        ended = False
         record = await self._find(sids)
         if record is not None and record.live:
             record.twilio_status = status
-            ended = await self._manager.end(record.call_id, reason, hangup=True)
-        for sid in sids:  # a SID the registry maps to a call we did not find above
+        ended = False
+        for sid in sids:
+            # Our alias names a call this instance admitted; the registry's CallSid link goes
+            # through the manager's lookup (which knows where the call lives). Both are
+            # idempotent, so a call named twice is still ended once.
+            alias = self._aliases.get(sid)
+            if alias is not None:
+                ended = await self._manager.end(alias, reason, hangup=True) or ended
             ended = await self._manager.end_by_call_sid(sid, reason) or ended
         log.info(
             "twilio status %s: %s",

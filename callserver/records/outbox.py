@@ -205,6 +205,9 @@ class Outbox:
     ``enqueue`` (or fire-and-forget ``submit``) stores an event; ``start`` launches the one
     delivery worker, which also picks up rows a previous process left; ``aclose`` stops it.
     Backoff and polling knobs are constructor parameters so tests can run in milliseconds.
+    ``path`` is the SQLite file (the app's default is :data:`DEFAULT_PATH`); rows keep the
+    endpoint they were queued for, so an event queued before a config change still goes
+    where it was meant to.
     """
 
     def __init__(
@@ -344,7 +347,14 @@ class Outbox:
         self._wake.clear()  # before reading, so an enqueue during the read is not missed
         rows = await asyncio.to_thread(self._store.due, time.time(), self._batch_size)
         if rows:
-            await asyncio.gather(*(self._attempt(client, row) for row in rows))
+            # Wait for every attempt, even when one fails, so that no attempt is still in
+            # flight when the next read picks its row up again.
+            results = await asyncio.gather(
+                *(self._attempt(client, row) for row in rows), return_exceptions=True
+            )
+            errors = [r for r in results if isinstance(r, Exception)]
+            if errors:
+                raise errors[0]
             return
         next_at = await asyncio.to_thread(self._store.next_due_at)
         delay = self._idle_poll_s

@@ -226,7 +226,7 @@ class FakeOpenAI:
     async def wait_connected(
         self,
         call_id: str,
-        timeout: float = 5.0,  # noqa: ASYNC109 - a test-facing bound
+        timeout: float = 5.0,
         *,
         index: int | None = None,
     ) -> FakeConnection:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from callserver.testing import server_events as se
 from callserver.testing.schemas import client_event_errors
@@ -91,7 +91,7 @@ class FakeConnection:
         self,
         type_: str,
         predicate: Callable[[Event], bool] | None = None,
-        timeout: float = 5.0,  # noqa: ASYNC109 - a test-facing bound, like pytest's
+        timeout: float = 5.0,
     ) -> Event:
         """The oldest not-yet-expected client event of ``type_`` (matching ``predicate``).
 
@@ -142,7 +142,7 @@ class FakeConnection:
             raise RuntimeError(f"call {self.call_id}: transport not found, cannot drop")
         await self._wait_closed(CLOSE_TIMEOUT)
 
-    async def wait_closed(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def wait_closed(self, timeout: float = 5.0) -> None:
         """Wait until the websocket is closed; AssertionError on timeout."""
         if not await self._wait_closed(timeout):
             raise AssertionError(f"call {self.call_id}: websocket still open after {timeout}s")
@@ -163,7 +163,7 @@ class FakeConnection:
                 if text is None:
                     text = (message.get("bytes") or b"").decode("utf-8", "replace")
                 await self._handle(text)
-        except (RuntimeError, OSError, ConnectionError, TimeoutError):
+        except (RuntimeError, OSError, ConnectionError, TimeoutError, WebSocketDisconnect):
             if self.close_code is None:
                 self.close_code = 1006
         finally:

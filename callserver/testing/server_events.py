@@ -129,12 +129,15 @@ def speech_stopped(item_id: str | None = None, audio_end_ms: int = 1000) -> Even
 
 
 def input_transcription_completed(
-    item_id: str, transcript: str, *, content_index: int = 0
+    item_id: str | None, transcript: str, *, content_index: int = 0
 ) -> Event:
-    """What the caller said, as transcribed by the input transcription model."""
+    """What the caller said, as transcribed by the input transcription model.
+
+    ``item_id`` None makes a fresh id: the real service always names the item.
+    """
     return _event(
         "conversation.item.input_audio_transcription.completed",
-        item_id=item_id,
+        item_id=item_id or new_id("item"),
         content_index=content_index,
         transcript=transcript,
         usage={"type": "duration", "seconds": 1.0},

@@ -1,0 +1,191 @@
+"""callserver benchmarks: ``python bench/run.py`` prints a table. Not a test.
+
+1. webhook -> accept latency: a signed ``realtime.call.incoming`` is POSTed to callserver;
+   the clock stops when the fake OpenAI (same process, loopback) receives the accept.
+2. verified webhooks per second over HTTP (signed, unhandled event type: verify + parse).
+3. signature verifications per second in-process (svix HMAC + our checks).
+4. memory per attached call: 200 concurrent calls with live agent sessions; the fake OpenAI
+   runs in a child process so only callserver's memory is counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from callserver.testing.fake_openai import FakeOpenAI  # noqa: E402
+from callserver.testing.harness import (  # noqa: E402
+    TEST_WEBHOOK_SECRET,
+    free_port,
+    run_callserver,
+    test_settings,
+)
+from callserver.testing.webhook_sender import incoming_call_event, sign  # noqa: E402
+from callserver.webhooks.signature import SignatureVerifier  # noqa: E402
+
+CONFIG = ROOT / "config" / "agents.yaml"
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def accept_latency(n: int) -> dict[str, float]:
+    latencies: list[float] = []
+    async with FakeOpenAI() as fake:
+        settings = test_settings(fake.base_url, CONFIG, max_concurrent_calls=n + 10)
+        async with run_callserver(settings) as server, httpx.AsyncClient() as client:
+            for _ in range(n):
+                call_id = fake.add_call()
+                body = json.dumps(incoming_call_event(call_id)).encode()
+                headers = {"content-type": "application/json", **sign(TEST_WEBHOOK_SECRET, body)}
+                sent = time.time()
+                response = await client.post(server.webhook_url, content=body, headers=headers)
+                assert response.status_code == 200
+                while not fake.requests_for(call_id, "accept"):
+                    await asyncio.sleep(0)
+                latencies.append(fake.requests_for(call_id, "accept")[0].at - sent)
+                await fake.caller_hangs_up(call_id)
+    return {"p50_ms": pct(latencies, 50) * 1000, "p99_ms": pct(latencies, 99) * 1000}
+
+
+async def webhook_throughput(n: int, concurrency: int = 16) -> float:
+    body = json.dumps(
+        {"object": "event", "id": "evt_x", "type": "response.completed", "created_at": 1,
+         "data": {"id": "resp_1"}}
+    ).encode()
+    async with FakeOpenAI() as fake:
+        settings = test_settings(fake.base_url, CONFIG)
+        async with run_callserver(settings) as server, httpx.AsyncClient() as client:
+            queue = list(range(n))
+
+            async def worker() -> None:
+                while queue:
+                    queue.pop()
+                    headers = {"content-type": "application/json", **sign(TEST_WEBHOOK_SECRET, body)}
+                    response = await client.post(server.webhook_url, content=body, headers=headers)
+                    assert response.status_code == 200
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return n / (time.perf_counter() - started)
+
+
+def verify_throughput(n: int) -> float:
+    verifier = SignatureVerifier(TEST_WEBHOOK_SECRET)
+    body = json.dumps(incoming_call_event("rtc_bench")).encode()
+    headers = sign(TEST_WEBHOOK_SECRET, body)
+    started = time.perf_counter()
+    for _ in range(n):
+        verifier.verify(body, headers)
+    return n / (time.perf_counter() - started)
+
+
+async def memory_per_call(n: int) -> dict[str, float]:
+    port = free_port()
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "callserver.testing.fake_openai", "--port", str(port),
+         "--accept-any"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            for _ in range(200):
+                try:
+                    await client.post(f"{base_url}/realtime/calls/x/hangup")
+                    break
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.05)
+            settings = test_settings(base_url, CONFIG, max_concurrent_calls=n + 10)
+            async with run_callserver(settings) as server:
+                # Warm up one call so one-time imports and caches are not counted per call.
+                await _place(client, server.webhook_url)
+                await _wait_sessions(server, 1)
+                before = rss_mib()
+                for _ in range(n):
+                    await _place(client, server.webhook_url)
+                await _wait_sessions(server, n + 1, timeout=60)
+                await asyncio.sleep(0.5)
+                after = rss_mib()
+                attached = len(server.services.manager._sessions)  # noqa: SLF001
+                return {
+                    "attached": attached,
+                    "rss_before_mib": before,
+                    "rss_after_mib": after,
+                    "kib_per_call": (after - before) * 1024 / n,
+                }
+    finally:
+        fake.terminate()
+        fake.wait(10)
+
+
+async def _place(client: httpx.AsyncClient, url: str) -> None:
+    body = json.dumps(incoming_call_event()).encode()
+    headers = {"content-type": "application/json", **sign(TEST_WEBHOOK_SECRET, body)}
+    response = await client.post(url, content=body, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+async def _wait_sessions(server, count: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    manager = server.services.manager
+    while time.monotonic() < deadline:
+        live = [s for s in manager._sessions.values() if s.session is not None]  # noqa: SLF001
+        if len(live) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"only {len(manager._sessions)} sessions attached")  # noqa: SLF001
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=300, help="calls for the latency run")
+    parser.add_argument("--concurrent", type=int, default=200, help="calls for the memory run")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
+    latency = asyncio.run(accept_latency(args.calls))
+    http_rate = asyncio.run(webhook_throughput(2000))
+    verify_rate = verify_throughput(20000)
+    memory = asyncio.run(memory_per_call(args.concurrent))
+    rows = [
+        ("webhook -> accept p50", f"{latency['p50_ms']:.2f} ms", f"{args.calls} calls, sequential"),
+        ("webhook -> accept p99", f"{latency['p99_ms']:.2f} ms", "target < 10 ms"),
+        ("verified webhooks/s (HTTP)", f"{http_rate:,.0f}", "16 concurrent clients"),
+        ("signature checks/s (in-process)", f"{verify_rate:,.0f}", "svix HMAC-SHA256"),
+        ("memory per attached call", f"{memory['kib_per_call']:.0f} KiB",
+         f"{memory['attached']} concurrent sessions, RSS {memory['rss_before_mib']:.0f}"
+         f" -> {memory['rss_after_mib']:.0f} MiB"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'metric':<{width}}  {'value':>12}  notes")
+    print(f"{'-' * width}  {'-' * 12}  {'-' * 40}")
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>12}  {note}")
+
+
+if __name__ == "__main__":
+    main()
