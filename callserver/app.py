@@ -85,6 +85,7 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
         )
         metrics = Metrics()
         _allow_labels(metrics, holder)
+        await warm_up(holder)
         control = CallControlClient(
             settings.openai_base_url,
             settings.openai_api_key.get_secret_value(),
@@ -123,6 +124,27 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
         ],
         lifespan=lifespan,
     )
+
+
+async def warm_up(holder: ConfigHolder) -> None:
+    """Build every graph's accept payload once before taking calls.
+
+    The SDK and pydantic initialise lazily (~20 ms on the first payload); paying that at
+    start-up keeps it off the first caller's ring time, and proves each graph builds.
+    """
+    from callserver.calls import sdk
+    from callserver.graph.context import CallInfo
+
+    probe = CallInfo(call_id="rtc_warmup", caller="+10000000000", dialed="+10000000000")
+    for graph in holder.current.graphs.values():
+        built = graph.build(probe)
+        await sdk.accept_payload(
+            agent=built.starting_agent,
+            model_name=built.model,
+            settings=built.model_settings,
+            run_config=built.run_config,
+            context=None,
+        )
 
 
 def _allow_labels(metrics: Metrics, holder: ConfigHolder) -> None:
@@ -178,7 +200,7 @@ async def openai_webhook(request: Request) -> JSONResponse:
             webhook_id = f"event:{event.event_id}"
         if event.type != CALL_INCOMING:
             return JSONResponse({"status": "ignored", "type": event.type[:100]})
-        call = parse_incoming_call(event, webhook_id)
+        call = parse_incoming_call(event, webhook_id, tuple(request.headers.items()))
         outcome = await services.manager.handle_incoming(call)
     except WebhookError as exc:
         log.warning("webhook refused: %s", exc.message, extra={"reason": exc.reason})

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from callserver.calls.manager import CallManager, ConfigSource
+from callserver.calls.registry import RegistryUnavailable
 from callserver.calls.twilio_calls import TwilioCalls
 from callserver.graph.context import CallInfo
 from callserver.settings import Settings
@@ -141,7 +142,12 @@ async def twilio_voice(request: Request) -> Response:
     info = CallInfo(
         call_id=voice.call_sid, caller=uri_user(voice.from_) or voice.from_, dialed=dialed
     )
-    admission = await service.calls.admit(info)
+    try:
+        admission = await service.calls.admit(info)
+    except RegistryUnavailable:
+        # Cannot count live calls: refuse before any SIP leg, as the OpenAI path would.
+        log.error("twilio call refused: call registry unavailable")
+        return _xml(twiml.reject("busy", say=service.reject_say))
     route_name = admission.route.route_name if admission.route else None
     if admission.reject is not None or admission.route is None or admission.route.graph is None:
         log.info(
@@ -175,7 +181,10 @@ async def twilio_status(request: Request) -> Response:
         status = StatusCallback.from_form(form)
     except WebhookError as exc:
         return _refused(exc, STATUS_PATH)
-    outcome = await service.calls.on_status(status.sids, status.status)
+    try:
+        outcome = await service.calls.on_status(status.sids, status.status)
+    except RegistryUnavailable:
+        return _error(503, "call registry unavailable")
     return JSONResponse({"status": outcome})
 
 
@@ -190,5 +199,10 @@ async def twilio_dial_action(request: Request) -> Response:
         action = DialAction.from_form(form)
     except WebhookError as exc:
         return _refused(exc, DIAL_ACTION_PATH)
-    await service.calls.on_status(action.sids, action.dial_status, final=True)
-    return _xml(twiml.hangup())
+    try:
+        await service.calls.on_status(action.sids, action.dial_status, final=True)
+    except RegistryUnavailable:
+        log.error(
+            "twilio dial action: call registry unavailable", extra={"call_sid": action.call_sid}
+        )
+    return _xml(twiml.hangup())  # the caller's leg ends either way

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from callserver.calls.registry import RegistryUnavailable
 from callserver.calls.twilio_calls import StatusMemory
 from callserver.testing.fake_openai import FakeOpenAI
 from callserver.testing.harness import TEST_WEBHOOK_SECRET, RunningServer
@@ -189,3 +192,30 @@ async def test_unrelated_status_changes_nothing(
     assert ended.json() == {"status": "ended"}
     assert (await ended_record(server, call_id)).end_reason == "twilio:busy"
     await assert_idle(server)
+
+
+async def test_registry_outage_refuses_without_forgetting_the_caller(
+    start_callserver: Any, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shared registry that cannot answer: new Twilio calls hear busy, a terminal status
+    is answered 503 and not remembered, so Twilio's retry is acted on once it is back."""
+    server = await start_callserver(CONFIG_DIR, **twilio_settings())
+    registry = server.services.manager.registry
+
+    async def unavailable(*args: Any) -> Any:
+        raise RegistryUnavailable("redis down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(registry, "live_calls", unavailable)
+        patch.setattr(registry, "by_call_sid", unavailable)
+        busy = await post_twilio(server, "/twilio/voice", voice_params())
+        assert "<Reject" in busy.text and 'reason="busy"' in busy.text
+        status = await post_twilio(server, "/twilio/status", status_params(CALL_SID, "failed"))
+        assert status.status_code == 503
+        action = await post_twilio(
+            server, "/twilio/dial-action", {"CallSid": CALL_SID, "DialCallStatus": "failed"}
+        )
+        assert action.status_code == 200 and "Hangup" in action.text
+    assert server.services.twilio.calls.statuses.get(CALL_SID) is None
+    retry = await post_twilio(server, "/twilio/status", status_params(CALL_SID, "failed"))
+    assert retry.json() == {"status": "remembered"}

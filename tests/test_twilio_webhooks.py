@@ -14,8 +14,10 @@ from starlette.requests import Request
 from twilio.request_validator import RequestValidator
 
 from callserver.calls.records import CallRecord
+from callserver.settings import Settings
 from callserver.testing.fake_openai import FakeOpenAI
 from callserver.testing.harness import RunningServer
+from callserver.twilio_routes import build_twilio
 from callserver.webhooks import twiml
 from callserver.webhooks.errors import WebhookError
 from callserver.webhooks.twilio import TwilioSignature, public_base, public_url
@@ -146,6 +148,28 @@ def test_public_vector() -> None:
     tampered = ImmutableMultiDict([*VECTOR_PARAMS.items(), ("Extra", "1")])
     with pytest.raises(WebhookError):
         TwilioSignature("12345").check(url, tampered, "RSOYDt4T1cUTdK1PDd93/VVr8B8=", None)
+
+
+def test_shared_key_signatures_name_their_algorithm() -> None:
+    """Webhooks signed with a SharedKey say so (and the algorithm) in a header."""
+    url = PUBLIC + "/twilio/status"
+    form = ImmutableMultiDict(list(VECTOR_PARAMS.items()))
+    sha256 = RequestValidator(TOKEN).compute_signature(url, VECTOR_PARAMS, "HMAC_SHA256")
+    signature = TwilioSignature(TOKEN)
+    signature.check(url, form, sha256, "key=webhooks_sharedkey_1,algorithm=HMAC_SHA256")
+    for settings in (None, "key=webhooks_sharedkey_1,algorithm=HMAC_MD5"):
+        with pytest.raises(WebhookError) as err:
+            signature.check(url, form, sha256, settings)
+        assert err.value.status == 403
+
+
+def test_token_without_sip_target_refuses_to_start() -> None:
+    settings = Settings(twilio_auth_token=TOKEN)
+    with pytest.raises(RuntimeError, match="OPENAI_PROJECT_ID"):
+        build_twilio(settings, None, None)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="sip:"):
+        build_twilio(Settings(twilio_auth_token=TOKEN, sip_uri="http://x"), None, None)  # type: ignore[arg-type]
+    assert build_twilio(Settings(), None, None) is None  # type: ignore[arg-type]
 
 
 def test_public_base_trusts_forwarded_headers_only_when_told() -> None:

@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
+RestObserver = Callable[[str, str, "dict[str, Any] | None", "int | None", "str | None"], None]
+"""(call_id, action, request body, HTTP status or None, error or None), once per attempt."""
+
+
 class ControlError(Exception):
     """A call-control request failed for good (non-retryable, or out of time)."""
 
@@ -69,6 +73,7 @@ class CallControlClient:
         timeout_s: float = 2.0,
         max_attempts: int = 8,
         on_retry: Callable[[str], None] | None = None,
+        observer: RestObserver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._client = httpx.AsyncClient(
@@ -81,6 +86,7 @@ class CallControlClient:
         self._timeout_s = timeout_s
         self._max_attempts = max_attempts
         self._on_retry = on_retry
+        self.observer = observer
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -130,13 +136,36 @@ class CallControlClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    await self._attempt(path, action, body, deadline)
+                    await self._observed(call_id, path, action, body, deadline)
         except _Retryable as exc:
             raise ControlError(action, exc.status, f"gave up: {exc.detail}") from None
 
+    async def _observed(
+        self,
+        call_id: str,
+        path: str,
+        action: str,
+        body: dict[str, Any] | None,
+        deadline: float,
+    ) -> None:
+        """One attempt, reported to the observer (call recording) whatever its outcome."""
+        if self.observer is None:
+            await self._attempt(path, action, body, deadline)
+            return
+        status: int | None = None
+        error: str | None = None
+        try:
+            status = await self._attempt(path, action, body, deadline)
+        except (_Retryable, ControlError) as exc:
+            status = exc.status
+            error = exc.detail
+            raise
+        finally:
+            self.observer(call_id, action, body, status, error)
+
     async def _attempt(
         self, path: str, action: str, body: dict[str, Any] | None, deadline: float
-    ) -> None:
+    ) -> int:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _Retryable(None, "deadline passed")
@@ -150,7 +179,7 @@ class CallControlClient:
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             raise _Retryable(None, type(exc).__name__) from None
         if response.status_code < 300:
-            return
+            return response.status_code
         detail = _error_detail(response)
         if response.status_code == 404:
             raise CallGone(action, 404, detail)

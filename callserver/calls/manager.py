@@ -22,6 +22,12 @@ from callserver.calls.registry import CallRegistry
 from callserver.calls.session import CallSession
 from callserver.graph.context import CallToolContext
 from callserver.metrics import Metrics
+from callserver.records.recorder import (
+    NULL_RECORDER,
+    CallRecorder,
+    RecorderFactory,
+    RecordingStart,
+)
 from callserver.settings import Settings
 from callserver.webhooks.openai import IncomingCall
 
@@ -60,6 +66,7 @@ class CallManager:
         control: CallControlClient,
         config: ConfigSource,
         metrics: Metrics | None = None,
+        recorder_factory: RecorderFactory | None = None,
     ) -> None:
         self._settings = settings
         self.metrics = metrics or Metrics()
@@ -74,6 +81,9 @@ class CallManager:
         self.draining = False
         self.end_listeners: list[EndListener] = []
         self.prechecks: list[PreCheck] = []
+        self._recorder_factory = recorder_factory
+        self._recorders: dict[str, CallRecorder] = {}
+        control.observer = self._observe_rest if recorder_factory is not None else None
 
     # ---- intake ---------------------------------------------------------------------------
 
@@ -128,6 +138,7 @@ class CallManager:
         route = config.route(info)
         record.route = route.route_name
         record.config_hash = config.config_hash
+        recorder = self._start_recording(record, call, route.graph.name if route.graph else "")
         if route.graph is None:
             code = route.reject_sip_code or SIP_DECLINE
             self.metrics.admission_rejected("route")
@@ -185,6 +196,7 @@ class CallManager:
             api_key=self._settings.openai_api_key.get_secret_value(),
             raw_listeners=[handle.on_server_event],
             metrics=self.metrics,
+            recorder=recorder,
         )
         self._sessions[record.call_id] = session
         max_duration = min(built.limits.max_duration_s, self._settings.max_call_duration_s)
@@ -195,6 +207,46 @@ class CallManager:
         except TimeoutError:
             return "max_duration", True
         return reason, reason != "caller_hangup"
+
+    def _start_recording(
+        self, record: CallRecord, call: IncomingCall, graph: str
+    ) -> CallRecorder:
+        """This call's recorder (the null one when recording is off or not sampled)."""
+        if self._recorder_factory is None:
+            return NULL_RECORDER
+        try:
+            recorder = self._recorder_factory(
+                RecordingStart(
+                    call_id=record.call_id,
+                    graph=graph,
+                    config_hash=record.config_hash or "",
+                    t0=record.created_mono,
+                )
+            )
+        except Exception:
+            log.exception("recorder failed to start", extra={"call_id": record.call_id})
+            recorder = None
+        if recorder is None:
+            return NULL_RECORDER
+        self._recorders[record.call_id] = recorder
+        recorder.record(
+            "webhook", {"headers": dict(call.delivery_headers), "body": call.payload or {}}
+        )
+        return recorder
+
+    def _observe_rest(
+        self,
+        call_id: str,
+        action: str,
+        body: dict[str, Any] | None,
+        status: int | None,
+        error: str | None,
+    ) -> None:
+        recorder = self._recorders.get(call_id)
+        if recorder is not None:
+            recorder.record(
+                "rest", {"action": action, "request": body, "status": status, "error": error}
+            )
 
     async def _reject(
         self, record: CallRecord, code: int, deadline: float, reason: str
@@ -280,6 +332,13 @@ class CallManager:
             },
         )
         self.metrics.call_ended(record, cleanup_s=record.cleanup_s(), include_details=False)
+        recorder = self._recorders.pop(call_id, None)
+        if recorder is not None:
+            recorder.record("end", {"reason": record.end_reason, "state": record.state.value})
+            try:
+                await recorder.close(complete=record.end_reason != "internal_error")
+            except Exception:
+                log.exception("recorder failed to close", extra={"call_id": call_id})
         for listener in self.end_listeners:
             try:
                 listener(record)

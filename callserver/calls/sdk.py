@@ -7,6 +7,8 @@ upgrade is checked here (and by ``tests/test_sdk_contract.py``), nowhere else.
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from agents.realtime import RealtimeAgent, RealtimeRunConfig, RealtimeRunner
@@ -14,14 +16,60 @@ from agents.realtime.config import RealtimeSessionModelSettings
 from agents.realtime.model import RealtimeModelConfig
 from agents.realtime.openai_realtime import OpenAIRealtimeSIPModel
 
+FrameTap = Callable[[str, dict[str, Any]], None]
+"""Called with ("ws_out" | "ws_in", {"event": <parsed frame>}) for every websocket frame."""
 
-def make_model(model_name: str) -> OpenAIRealtimeSIPModel:
+
+class _TappedConnection:
+    """A websocket client connection that reports every frame to a tap, then passes it on."""
+
+    def __init__(self, connection: Any, tap: FrameTap) -> None:
+        self._connection = connection
+        self._tap = tap
+
+    def _report(self, kind: str, message: str | bytes) -> None:
+        try:
+            event = json.loads(message)
+        except ValueError:
+            event = {"unparsed": message if isinstance(message, str) else repr(message)}
+        self._tap(kind, {"event": event})
+
+    async def send(self, message: str | bytes) -> None:
+        self._report("ws_out", message)
+        await self._connection.send(message)
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        return self._frames()
+
+    async def _frames(self) -> AsyncIterator[str | bytes]:
+        async for message in self._connection:
+            self._report("ws_in", message)
+            yield message
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+class _TappedSIPModel(OpenAIRealtimeSIPModel):
+    """The SDK's SIP model, with its websocket wrapped so frames can be recorded."""
+
+    def __init__(self, tap: FrameTap) -> None:
+        super().__init__()
+        self._frame_tap = tap
+
+    async def _create_websocket_connection(self, *args: Any, **kwargs: Any) -> Any:
+        connection = await super()._create_websocket_connection(*args, **kwargs)
+        return _TappedConnection(connection, self._frame_tap)
+
+
+def make_model(model_name: str, tap: FrameTap | None = None) -> OpenAIRealtimeSIPModel:
     """A fresh SIP model object for one call (a model object connects exactly once).
 
     The SDK refuses ``model_name`` in the settings together with ``call_id``; the model
-    that goes into its ``session.update`` is the attribute set here.
+    that goes into its ``session.update`` is the attribute set here. With ``tap``, every
+    websocket frame is reported (call recording); without, the SDK's model is used as is.
     """
-    model = OpenAIRealtimeSIPModel()
+    model = OpenAIRealtimeSIPModel() if tap is None else _TappedSIPModel(tap)
     model.model = model_name
     return model
 

@@ -20,6 +20,7 @@ from callserver.calls import sdk
 from callserver.calls.records import CallRecord, ToolCall
 from callserver.graph.context import CallToolContext
 from callserver.metrics import Metrics
+from callserver.records.recorder import NULL_RECORDER, CallRecorder
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,10 @@ class CallSession:
         api_key: str,
         raw_listeners: list[RawListener],
         metrics: Metrics,
+        recorder: CallRecorder = NULL_RECORDER,
     ) -> None:
         self._metrics = metrics
+        self._recorder = recorder
         self._record = record
         self._built = built
         self._context = context
@@ -65,7 +68,8 @@ class CallSession:
         which cancels and awaits its tool and guardrail tasks.
         """
         built = self._built
-        model = sdk.make_model(built.model)
+        tap = None if self._recorder is NULL_RECORDER else self._recorder.record
+        model = sdk.make_model(built.model, tap)
         runner = sdk.make_runner(built.starting_agent, model, built.run_config)
         config = sdk.model_config(
             call_id=self._record.call_id,
@@ -131,6 +135,9 @@ class CallSession:
         elif event.type == "handoff":
             record.handoffs += 1
             self._metrics.handoff(record.graph)
+            self._recorder.record(
+                "handoff", {"from": event.from_agent.name, "to": event.to_agent.name}
+            )
             record.visit(event.to_agent.name)
             log.info(
                 "handoff %s -> %s",
@@ -152,10 +159,21 @@ class CallSession:
                 tool_call.duration_s = time.monotonic() - tool_call.started_at
                 tool_call.outcome = "ok"
                 self._metrics.tool_finished(name, "ok", tool_call.duration_s)
+                self._recorder.record(
+                    "tool",
+                    {
+                        "name": name,
+                        "agent": event.agent.name,
+                        "arguments": event.arguments,
+                        "output": str(event.output),
+                        "duration_s": round(tool_call.duration_s, 6),
+                    },
+                )
             log.info("tool %s finished", name, extra={"call_id": call_id})
         elif event.type == "guardrail_tripped":
             record.guardrail_trips += 1
             self._metrics.guardrail_tripped(record.graph)
+            self._recorder.record("guardrail", {"agent": self._record.current_agent})
             log.warning("output guardrail tripped", extra={"call_id": call_id})
         elif event.type == "error":
             record.errors.append(str(event.error)[:200])

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from callserver.calls.manager import CallManager, ConfigSource
 from callserver.calls.records import CallRecord
+from callserver.calls.registry import RegistryUnavailable
 from callserver.graph import RouteResult
 from callserver.graph.context import CallInfo
 from callserver.webhooks.openai import IncomingCall
@@ -74,6 +75,10 @@ class StatusMemory:
         self._items[sid] = (status, self._clock())
         self._expire()
         return True
+
+    def forget(self, sid: str) -> None:
+        """Undo :meth:`remember` (the status could not be acted on; a retry should be)."""
+        self._items.pop(sid, None)
 
     def get(self, sid: str) -> str | None:
         self._expire()
@@ -183,6 +188,22 @@ class TwilioCalls:
         fresh = [sid for sid in sids if self.statuses.remember(sid, status)]
         if not fresh:
             return "duplicate"
+        try:
+            ended, record = await self._end(sids, status)
+        except RegistryUnavailable:
+            for sid in fresh:  # let Twilio's retry (or the Dial action) try again
+                self.statuses.forget(sid)
+            raise
+        log.info(
+            "twilio status %s: %s",
+            status,
+            "call ended" if ended else "no live call (remembered)",
+            extra={"call_sid": sids[0], "call_id": record.call_id if record else None},
+        )
+        return "ended" if ended else "remembered"
+
+    async def _end(self, sids: Sequence[str], status: str) -> tuple[bool, CallRecord | None]:
+        """End every live call ``sids`` name; (whether one was ended, the record found)."""
         reason = f"twilio:{status}"
         record = await self._find(sids)
         if record is not None and record.live:
@@ -196,13 +217,7 @@ class TwilioCalls:
             if alias is not None:
                 ended = await self._manager.end(alias, reason, hangup=True) or ended
             ended = await self._manager.end_by_call_sid(sid, reason) or ended
-        log.info(
-            "twilio status %s: %s",
-            status,
-            "call ended" if ended else "no live call (remembered)",
-            extra={"call_sid": sids[0], "call_id": record.call_id if record else None},
-        )
-        return "ended" if ended else "remembered"
+        return ended, record
 
     async def _find(self, sids: Iterable[str]) -> CallRecord | None:
         for sid in sids:

@@ -16,6 +16,7 @@ from callserver.webhooks.errors import WebhookError
 
 CALL_INCOMING = "realtime.call.incoming"
 _MAX_HEADERS = 200
+_UNRECORDED_HEADERS = frozenset({"webhook-signature", "svix-signature", "authorization", "cookie"})
 _CALL_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 _URI_USER_RE = re.compile(r"^(?:\"[^\"]*\"\s*|[^<]*)?<?(?:sips?|tel):([^@;>]+)", re.IGNORECASE)
 
@@ -27,6 +28,7 @@ class WebhookEvent:
     event_id: str
     type: str
     data: dict[str, Any]
+    payload: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -43,6 +45,10 @@ class IncomingCall:
     sip_call_id: str | None
     twilio_call_sid: str | None
     sip_headers: tuple[tuple[str, str], ...]
+    payload: dict[str, Any] | None = None
+    """The verified webhook body, kept for call recording."""
+    delivery_headers: tuple[tuple[str, str], ...] = ()
+    """The webhook's HTTP headers minus its signature, kept for call recording."""
 
     def info(self) -> CallInfo:
         """The subset the agent graph may see (routing, placeholders)."""
@@ -71,7 +77,7 @@ def parse_event(body: bytes) -> WebhookEvent:
     data = payload.get("data")
     if not isinstance(data, dict):
         raise WebhookError(400, "'data' must be an object", reason="bad_shape")
-    return WebhookEvent(event_id=event_id, type=event_type, data=data)
+    return WebhookEvent(event_id=event_id, type=event_type, data=data, payload=payload)
 
 
 def uri_user(uri: str | None) -> str | None:
@@ -82,7 +88,11 @@ def uri_user(uri: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def parse_incoming_call(event: WebhookEvent, webhook_id: str) -> IncomingCall:
+def parse_incoming_call(
+    event: WebhookEvent,
+    webhook_id: str,
+    delivery_headers: tuple[tuple[str, str], ...] = (),
+) -> IncomingCall:
     """Build an :class:`IncomingCall` from a verified ``realtime.call.incoming`` event."""
     call_id = event.data.get("call_id")
     if not isinstance(call_id, str) or not _CALL_ID_RE.match(call_id):
@@ -122,4 +132,8 @@ def parse_incoming_call(event: WebhookEvent, webhook_id: str) -> IncomingCall:
         sip_call_id=first("Call-ID"),
         twilio_call_sid=first("X-Twilio-CallSid"),
         sip_headers=tuple(headers),
+        payload=event.payload,
+        delivery_headers=tuple(
+            (k, v) for k, v in delivery_headers if k.lower() not in _UNRECORDED_HEADERS
+        ),
     )
