@@ -15,7 +15,6 @@ import asyncio
 import json
 import logging
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -130,7 +129,7 @@ async def memory_per_call(n: int) -> dict[str, float]:
                 await _wait_sessions(server, n + 1, timeout=60)
                 await asyncio.sleep(0.5)
                 after = rss_mib()
-                attached = len(server.services.manager._sessions)  # noqa: SLF001
+                attached = len(server.services.manager._sessions)
                 return {
                     "attached": attached,
                     "rss_before_mib": before,
@@ -153,11 +152,11 @@ async def _wait_sessions(server, count: int, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     manager = server.services.manager
     while time.monotonic() < deadline:
-        live = [s for s in manager._sessions.values() if s.session is not None]  # noqa: SLF001
+        live = [s for s in manager._sessions.values() if s.session is not None]
         if len(live) >= count:
             return
         await asyncio.sleep(0.05)
-    raise RuntimeError(f"only {len(manager._sessions)} sessions attached")  # noqa: SLF001
+    raise RuntimeError(f"only {len(manager._sessions)} sessions attached")
 
 
 def main() -> None:

@@ -49,6 +49,7 @@ KNOWN_END_REASONS: frozenset[str] = frozenset(
         "caller_hangup",
         "agent_end_call",
         "transferred",
+        "idle_timeout",
         "max_duration",
         "shutdown",
         "caller_gone",

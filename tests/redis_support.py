@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from typing import Any
 
 import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
+
+from callserver.calls.redis_registry import connect
 
 TEST_REDIS_URL = os.environ.get("CALLSERVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -32,15 +35,9 @@ def require_redis(url: str = TEST_REDIS_URL) -> None:
         pytest.skip(reason)
 
 
-def client_for(url: str, **kwargs: object) -> Redis:
+def client_for(url: str, **kwargs: Any) -> Redis:
     """An asyncio client configured like the service's (short timeouts, str responses)."""
-    options: dict[str, object] = {
-        "decode_responses": True,
-        "socket_timeout": 1.0,
-        "socket_connect_timeout": 1.0,
-    }
-    options.update(kwargs)
-    return Redis.from_url(url, **options)  # type: ignore[arg-type]
+    return connect(url, **kwargs)
 
 
 async def delete_prefix(url: str, prefix: str) -> None:

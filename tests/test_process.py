@@ -153,3 +153,35 @@ async def test_insecure_flag_is_loud(fake_openai: FakeOpenAI, value: str) -> Non
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_sighup_reloads_config(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    config = tmp_path / "agents.yaml"
+    config.write_text("name: g\nstart: a\nagents:\n  a:\n    name: A\n    instructions: One.\n")
+    port = free_port()
+    proc = await start_service(service_env(fake_openai, CALLSERVER_CONFIG=str(config)), port)
+    url = f"http://127.0.0.1:{port}/readyz"
+    try:
+        async with httpx.AsyncClient(timeout=2) as client:
+            before = (await client.get(url)).json()["config_hash"]
+            config.write_text("name: g\nstart: a\nagents: {a: {name: A, bogus: 1}}\n")
+            proc.send_signal(signal.SIGHUP)
+            await asyncio.sleep(1.0)
+            assert (await client.get(url)).json()["config_hash"] == before  # invalid: kept
+            config.write_text(
+                "name: g\nstart: a\nagents:\n  a:\n    name: A\n    instructions: Two.\n"
+            )
+            proc.send_signal(signal.SIGHUP)
+
+            async def changed() -> bool:
+                return (await client.get(url)).json()["config_hash"] != before
+
+            await wait_for(changed, timeout=10, what="reloaded config")
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), timeout=15) == 0
+        _, stderr = await proc.communicate()
+        assert "config reload refused" in stderr.decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -52,7 +52,10 @@ class CallHandle:
             log.info("end requested after the current response", extra={"call_id": self.call_id})
 
     async def request_transfer(self, target_uri: str, *, reason: str = "transferred") -> None:
-        await self._transfer(target_uri, reason)
+        """Transfer now. The end reason is always ``transferred`` (a bounded label); which
+        tool asked is in the logs and the call's tool list."""
+        del reason
+        await self._transfer(target_uri, "transferred")
 
     def on_server_event(self, message: dict[str, Any]) -> None:
         """Fed every raw server event; ends the call once the goodbye response is done."""

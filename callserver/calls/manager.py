@@ -197,6 +197,7 @@ class CallManager:
             raw_listeners=[handle.on_server_event],
             metrics=self.metrics,
             recorder=recorder,
+            on_idle=lambda: self.spawn_end(record.call_id, "idle_timeout", True),
         )
         self._sessions[record.call_id] = session
         max_duration = min(built.limits.max_duration_s, self._settings.max_call_duration_s)
@@ -208,9 +209,7 @@ class CallManager:
             return "max_duration", True
         return reason, reason != "caller_hangup"
 
-    def _start_recording(
-        self, record: CallRecord, call: IncomingCall, graph: str
-    ) -> CallRecorder:
+    def _start_recording(self, record: CallRecord, call: IncomingCall, graph: str) -> CallRecorder:
         """This call's recorder (the null one when recording is off or not sampled)."""
         if self._recorder_factory is None:
             return NULL_RECORDER

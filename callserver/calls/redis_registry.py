@@ -28,8 +28,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 from callserver.calls import redis_codec, redis_scripts
 from callserver.calls.records import CallRecord, CallState
@@ -40,6 +42,24 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _UNAVAILABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
+
+
+def connect(url: str, *, op_timeout_s: float = 1.0, **kwargs: Any) -> Redis:
+    """An asyncio client configured the way the registry expects.
+
+    ``str`` responses; socket timeouts so a silent network cannot hang a call; one immediate
+    retry, so a pooled connection that went stale while Redis restarted costs nothing.
+    Connecting is lazy: nothing is contacted until the first command.
+    """
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": op_timeout_s,
+        "socket_connect_timeout": op_timeout_s,
+        "retry": Retry(NoBackoff(), 1),
+        "health_check_interval": 10,
+    }
+    options.update(kwargs)
+    return Redis.from_url(url, **options)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

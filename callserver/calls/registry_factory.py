@@ -46,23 +46,15 @@ def make_registry(
         )
         return registry, None
 
-    from redis.asyncio import Redis
-
     from callserver.calls.coordination import Coordinator
-    from callserver.calls.redis_registry import RedisRegistry
+    from callserver.calls.redis_registry import RedisRegistry, connect
 
     lease = lease_s or getattr(settings, "redis_lease_s", None) or DEFAULT_LEASE_S
     sweep = sweep_interval_s or getattr(settings, "redis_sweep_interval_s", None)
     if local_fallback is None:
         local_fallback = bool(getattr(settings, "redis_local_fallback", False))
     prefix = key_prefix or getattr(settings, "redis_key_prefix", None) or "callserver:"
-    client = Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=REDIS_OP_TIMEOUT_S,
-        socket_connect_timeout=REDIS_OP_TIMEOUT_S,
-        health_check_interval=10,
-    )
+    client = connect(settings.redis_url, op_timeout_s=REDIS_OP_TIMEOUT_S)
     registry = RedisRegistry(
         client,
         instance_id=settings.instance_id or default_instance_id(),

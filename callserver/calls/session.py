@@ -8,6 +8,7 @@ one end path does the rest.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from agents.realtime import RealtimeSession, RealtimeSessionEvent
 from agents.realtime.model_inputs import RealtimeModelSendRawMessage
 
 from callserver.calls import sdk
+from callserver.calls.idle import IdleWatch
 from callserver.calls.records import CallRecord, ToolCall
 from callserver.graph.context import CallToolContext
 from callserver.metrics import Metrics
@@ -49,7 +51,9 @@ class CallSession:
         raw_listeners: list[RawListener],
         metrics: Metrics,
         recorder: CallRecorder = NULL_RECORDER,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
+        self._on_idle = on_idle
         self._metrics = metrics
         self._recorder = recorder
         self._record = record
@@ -89,8 +93,16 @@ class CallSession:
             await session.close()
             return "connect_failed"
         self.session = session
+        idle_task: asyncio.Task[None] | None = None
         try:
             self._record.visit(built.starting_agent.name)
+            idle_s = built.limits.idle_timeout_s
+            if idle_s and self._on_idle is not None:
+                watch = IdleWatch(
+                    idle_s, prompt=self.say, end=self._on_idle, call_id=self._record.call_id
+                )
+                self._raw_listeners.append(watch.on_server_event)
+                idle_task = asyncio.create_task(watch.run(), name=f"idle:{self._record.call_id}")
             if built.greeting:
                 await self.say(built.greeting)
             try:
@@ -107,6 +119,9 @@ class CallSession:
             return "caller_hangup"
         finally:
             self.session = None
+            if idle_task is not None:
+                idle_task.cancel()
+                await asyncio.gather(idle_task, return_exceptions=True)
             await session.close()
 
     async def say(self, instructions: str) -> None:

@@ -124,7 +124,15 @@ class _Loader:
             if spec.graph is not None and spec.graph not in names:
                 self.issue(shown, data, ["routes", i, "graph"], no_such("graph", spec.graph, names))
                 ok = False
-            routes.append(Route(route_name, Matcher.compile(spec.match), spec.graph, spec.reject))
+            routes.append(
+                Route(
+                    route_name,
+                    Matcher.compile(spec.match),
+                    spec.graph,
+                    spec.reject,
+                    dict(spec.sip_headers),
+                )
+            )
         default_graph = model.default if isinstance(model.default, str) else None
         if default_graph is not None and default_graph not in names:
             self.issue(shown, data, ["default"], no_such("graph", default_graph, names))

@@ -60,9 +60,19 @@ class RouteSpec(Strict):
     match: RouteMatch
     graph: str | None = None
     reject: SipCode | None = None
+    sip_headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="X- headers Twilio adds to the SIP INVITE for calls on this route "
+        "(e.g. X-Tenant); they come back in the OpenAI webhook",
+    )
 
     @model_validator(mode="after")
     def _one_action(self) -> RouteSpec:
+        for name, value in self.sip_headers.items():
+            if not name.startswith("X-") or not name[2:].replace("-", "").isalnum():
+                raise ValueError(f"sip_headers: {name!r} must look like X-Name")
+            if len(value) > 200 or any(ord(ch) < 32 for ch in value):
+                raise ValueError(f"sip_headers: value of {name} must be short printable text")
         if (self.graph is None) == (self.reject is None):
             raise ValueError("give exactly one of graph, reject")
         return self

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from callserver.graph.context import CallInfo
@@ -29,6 +29,8 @@ class RouteResult:
     graph: GraphSpec | None
     reject_sip_code: int | None
     route_name: str
+    sip_headers: Mapping[str, str] = field(default_factory=dict)
+    """Per-route X- headers for the Twilio TwiML path (e.g. X-Tenant)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,7 @@ class Route:
     matcher: Matcher
     graph: str | None
     reject: int | None
+    sip_headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +118,9 @@ class RouteTable:
             if route.matcher.matches(info):
                 if route.reject is not None:
                     return RouteResult(None, route.reject, route.name)
-                return RouteResult(graphs[route.graph or ""], None, route.name)
+                return RouteResult(
+                    graphs[route.graph or ""], None, route.name, dict(route.sip_headers)
+                )
         if self.default_graph is not None:
             return RouteResult(graphs[self.default_graph], None, "default")
         if self.default_reject is not None:
