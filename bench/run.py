@@ -25,22 +25,22 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from callserver.testing.fake_openai import FakeOpenAI  # noqa: E402
-from callserver.testing.harness import (  # noqa: E402
+from callserver.testing.fake_openai import FakeOpenAI
+from callserver.testing.harness import (
     TEST_WEBHOOK_SECRET,
     free_port,
     run_callserver,
     test_settings,
 )
-from callserver.testing.webhook_sender import incoming_call_event, sign  # noqa: E402
-from callserver.webhooks.signature import SignatureVerifier  # noqa: E402
+from callserver.testing.webhook_sender import incoming_call_event, sign
+from callserver.webhooks.signature import SignatureVerifier
 
 CONFIG = ROOT / "config" / "agents.yaml"
 
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def rss_mib() -> float:
@@ -72,8 +72,13 @@ async def accept_latency(n: int) -> dict[str, float]:
 
 async def webhook_throughput(n: int, concurrency: int = 16) -> float:
     body = json.dumps(
-        {"object": "event", "id": "evt_x", "type": "response.completed", "created_at": 1,
-         "data": {"id": "resp_1"}}
+        {
+            "object": "event",
+            "id": "evt_x",
+            "type": "response.completed",
+            "created_at": 1,
+            "data": {"id": "resp_1"},
+        }
     ).encode()
     async with FakeOpenAI() as fake:
         settings = test_settings(fake.base_url, CONFIG)
@@ -83,7 +88,10 @@ async def webhook_throughput(n: int, concurrency: int = 16) -> float:
             async def worker() -> None:
                 while queue:
                     queue.pop()
-                    headers = {"content-type": "application/json", **sign(TEST_WEBHOOK_SECRET, body)}
+                    headers = {
+                        "content-type": "application/json",
+                        **sign(TEST_WEBHOOK_SECRET, body),
+                    }
                     response = await client.post(server.webhook_url, content=body, headers=headers)
                     assert response.status_code == 200
 
@@ -105,9 +113,16 @@ def verify_throughput(n: int) -> float:
 async def memory_per_call(n: int) -> dict[str, float]:
     port = free_port()
     fake = subprocess.Popen(
-        [sys.executable, "-m", "callserver.testing.fake_openai", "--port", str(port),
-         "--accept-any"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "callserver.testing.fake_openai",
+            "--port",
+            str(port),
+            "--accept-any",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -175,9 +190,12 @@ def main() -> None:
         ("webhook -> accept p99", f"{latency['p99_ms']:.2f} ms", "target < 10 ms"),
         ("verified webhooks/s (HTTP)", f"{http_rate:,.0f}", "16 concurrent clients"),
         ("signature checks/s (in-process)", f"{verify_rate:,.0f}", "svix HMAC-SHA256"),
-        ("memory per attached call", f"{memory['kib_per_call']:.0f} KiB",
-         f"{memory['attached']} concurrent sessions, RSS {memory['rss_before_mib']:.0f}"
-         f" -> {memory['rss_after_mib']:.0f} MiB"),
+        (
+            "memory per attached call",
+            f"{memory['kib_per_call']:.0f} KiB",
+            f"{memory['attached']} concurrent sessions, RSS {memory['rss_before_mib']:.0f}"
+            f" -> {memory['rss_after_mib']:.0f} MiB",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"{'metric':<{width}}  {'value':>12}  notes")

@@ -59,7 +59,7 @@ async def until(check: Callable[[], Awaitable[bool]]) -> None:
     Polling on purpose: the state lives in SQLite (and in another thread), not in an Event.
     """
     async with asyncio.timeout(5.0):
-        while not await check():  # noqa: ASYNC110
+        while not await check():
             await asyncio.sleep(0.01)
 
 
