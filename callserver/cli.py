@@ -30,6 +30,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"callserver: bad setting: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
+    if settings.webhook_secret is None and not settings.insecure_skip_signature:
+        print(
+            "callserver: OPENAI_WEBHOOK_SECRET is not set (whsec_...). Set it, or for local "
+            "development only set CALLSERVER_INSECURE_SKIP_SIGNATURE=1.",
+            file=sys.stderr,
+        )
+        return 2
+    if settings.webhook_secret is not None:
+        from callserver.webhooks.signature import SignatureVerifier
+
+        try:
+            SignatureVerifier(settings.webhook_secret.get_secret_value())
+        except ValueError as exc:
+            print(f"callserver: OPENAI_WEBHOOK_SECRET: {exc}", file=sys.stderr)
+            return 2
     try:
         holder = ConfigHolder.load(settings.config_path)
     except ConfigError as exc:
@@ -38,13 +53,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"callserver: cannot read config: {exc}", file=sys.stderr)
         return 1
-    try:
-        from callserver.app import build_verifier
-
-        build_verifier(settings)
-    except (RuntimeError, ValueError) as exc:
-        print(f"callserver: {exc}", file=sys.stderr)
-        return 2
     serve(settings, holder, args.host, args.port)
     return 0
 
@@ -72,6 +80,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(Path(args.config)))
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from callserver.testing.replay import run_replay_cli
+
+    return run_replay_cli(
+        args.cassettes, args.config, execute=args.execute, execute_all=args.execute_all
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callserver", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="watch one call end to end against the local fake OpenAI")
     demo.add_argument("--config", default="config/agents.yaml")
     demo.set_defaults(func=_cmd_demo)
+
+    replay = sub.add_parser("replay", help="replay recorded calls (cassettes) against a config")
+    replay.add_argument("cassettes", nargs="+", help="cassette files or directories")
+    replay.add_argument("--config", help="config to replay against (default CALLSERVER_CONFIG)")
+    replay.add_argument(
+        "--execute", action="append", default=[], metavar="TOOL", help="run TOOL for real"
+    )
+    replay.add_argument("--execute-all", action="store_true", help="run every tool for real")
+    replay.set_defaults(func=_cmd_replay)
     return parser
 
 

@@ -155,8 +155,11 @@ async def test_unreachable_missing_field_and_bad_arguments(
     assert out.startswith("Error: invalid arguments for order_status: 5 is not of type 'string'")
     out = await tool.on_invoke_tool(ctx(), "not json")
     assert out == "Error: the arguments for order_status were not valid JSON."
-    httpserver.stop()
-    out = await tool.on_invoke_tool(ctx(), '{"order_id": "1", "verbose": false}')
+    httpserver.stop()  # the fixture is session-scoped: start it again for later tests
+    try:
+        out = await tool.on_invoke_tool(ctx(), '{"order_id": "1", "verbose": false}')
+    finally:
+        httpserver.start()
     assert out == "Error: the order_status service could not be reached. Tell the caller."
 
 

@@ -54,7 +54,7 @@ CALL = json.dumps(incoming_call_event("rtc_abc")).encode()
         (
             "future",
             CALL,
-            signed(CALL, timestamp=int(time.time()) + 360),
+            lambda: signed(CALL, timestamp=int(time.time()) + 360),
             400,
             "webhook-timestamp is in the future",
         ),
@@ -72,7 +72,7 @@ CALL = json.dumps(incoming_call_event("rtc_abc")).encode()
 async def test_bad_input(
     callserver: RunningServer, fake_openai: FakeOpenAI, name, body, headers, status, error
 ) -> None:
-    response = await post(callserver, body, headers)
+    response = await post(callserver, body, headers() if callable(headers) else headers)
     assert response.status_code == status, name
     assert response.json() == {"error": error}
     assert fake_openai.requests == []

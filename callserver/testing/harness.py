@@ -52,7 +52,7 @@ def test_settings(base_url: str, config_path: Path | str, **overrides: object) -
         "openai_base_url": base_url,
         "webhook_secret": TEST_WEBHOOK_SECRET,
         "config_path": Path(config_path),
-        "drain_timeout_s": 1.0,
+        "drain_timeout_s": 0.2,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

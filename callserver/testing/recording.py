@@ -1,0 +1,178 @@
+"""Record calls made against the fake OpenAI: scripted scenarios that produce cassettes.
+
+``scripts/record_replays.py`` uses these to (re)make ``tests/replays/``; tests use them for
+record-then-replay round trips. Each scenario drives one call from the fake's side and
+returns its call id; the server must be recording (see :func:`recording_server`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from callserver.config_holder import ConfigHolder
+from callserver.records.cassette import CassetteRecorderFactory
+from callserver.testing import server_events as ev
+from callserver.testing.fake_openai import FakeOpenAI
+from callserver.testing.harness import (
+    TEST_WEBHOOK_SECRET,
+    RunningServer,
+    run_callserver,
+    test_settings,
+)
+from callserver.testing.replay_tools import stub_tools
+
+__all__ = ["SCENARIOS", "Scenario", "attach_recorder", "recording_server"]
+
+Scenario = Callable[[FakeOpenAI, RunningServer], Awaitable[str]]
+SLOW_TOOL = "book_appointment"
+"""In recording runs this tool takes 30 s, so a caller can hang up while it runs."""
+
+
+def attach_recorder(server: RunningServer, factory: CassetteRecorderFactory) -> None:
+    """Make a running callserver record every call through ``factory``.
+
+    Once the settings carry ``recording_mode`` the app does this itself; until then tests
+    and the recording script attach the factory to the manager directly.
+    """
+    manager = server.services.manager
+    manager._recorder_factory = factory  # type: ignore[attr-defined]
+    manager._control.observer = manager._observe_rest  # type: ignore[attr-defined]
+
+
+@contextlib.asynccontextmanager
+async def recording_server(
+    config: Path | str, directory: Path, *, slow_tool: str | None = SLOW_TOOL
+) -> AsyncIterator[tuple[FakeOpenAI, RunningServer, CassetteRecorderFactory]]:
+    """A fake OpenAI and a recording callserver on ``config``; ``slow_tool`` hangs for 30 s."""
+    holder = ConfigHolder.load(Path(config))
+    if slow_tool:
+
+        async def slow(call_id: str, name: str, arguments: str) -> str:
+            await asyncio.sleep(30)
+            return f"{name} done"
+
+        others = {t for g in holder.current.graphs.values() for t in _tools(g)} - {slow_tool}
+        holder = ConfigHolder(holder.path, stub_tools(holder.current, others, slow))
+    factory = CassetteRecorderFactory(directory=directory, secrets=["sk-test-not-a-real-key"])
+    async with FakeOpenAI() as fake:
+        settings = test_settings(fake.base_url, config)
+        async with run_callserver(settings, config=holder) as server:
+            attach_recorder(server, factory)
+            try:
+                yield fake, server, factory
+            finally:
+                await asyncio.sleep(0)
+        factory.stop()
+
+
+def _tools(graph: Any) -> set[str]:
+    return {t.name for plan in graph.agents.values() for t in plan.tools}
+
+
+async def _start(fake: FakeOpenAI, server: RunningServer) -> tuple[str, Any]:
+    call_id, _ = await fake.send_incoming_call(server.webhook_url, TEST_WEBHOOK_SECRET)
+    conn = await fake.wait_connected(call_id)
+    await conn.expect("session.update")
+    await conn.expect("response.create")  # the greeting, answered by the fake
+    await asyncio.sleep(0.05)
+    return call_id, conn
+
+
+async def _ended(server: RunningServer, call_id: str) -> None:
+    await server.services.manager.wait_ended(call_id, 5.0)
+
+
+async def tool_call(fake: FakeOpenAI, server: RunningServer) -> str:
+    """The caller asks for the weather: get_weather runs, its output goes back, reply."""
+    call_id, conn = await _start(fake, server)
+    await conn.send(ev.input_transcription_completed(None, "What's the weather in Paris?"))
+    await conn.send(ev.function_call_turn("get_weather", {"city": "Paris"}))
+    await conn.expect("conversation.item.create")
+    await conn.expect("response.create")
+    await asyncio.sleep(0.05)
+    await conn.send(ev.assistant_turn("It is sunny in Paris, 72 degrees."))
+    await asyncio.sleep(0.05)
+    await conn.drop()
+    await _ended(server, call_id)
+    return call_id
+
+
+async def handoff_and_back(fake: FakeOpenAI, server: RunningServer) -> str:
+    """Front desk hands off to Billing Support, which hands back."""
+    call_id, conn = await _start(fake, server)
+    await conn.send(ev.function_call_turn("transfer_to_billing_support", {}))
+    await conn.expect("session.update", lambda e: "billing" in str(e).lower())
+    await asyncio.sleep(0.1)
+    await conn.send(ev.function_call_turn("transfer_to_customer_service", {}))
+    await conn.expect("session.update", lambda e: "main customer service" in str(e))
+    await asyncio.sleep(0.1)
+    await conn.drop()
+    await _ended(server, call_id)
+    return call_id
+
+
+async def guardrail_trip(fake: FakeOpenAI, server: RunningServer) -> str:
+    """The agent starts saying a password: the output guardrail cancels the response."""
+    call_id, conn = await _start(fake, server)
+    text = "Sure. " + "Your account password is hunter2, " * 6
+    await conn.send(ev.assistant_turn(text)[:-2])  # the response is still in progress
+    await conn.expect("response.cancel", timeout=5)
+    await asyncio.sleep(0.2)
+    await conn.drop()
+    await _ended(server, call_id)
+    return call_id
+
+
+async def barge_in(fake: FakeOpenAI, server: RunningServer) -> str:
+    """The caller starts talking while the agent is mid-sentence."""
+    call_id, conn = await _start(fake, server)
+    turn = ev.assistant_turn("Let me tell you about all of our opening hours this week")
+    await conn.send(turn[:6])  # created, item added, a few transcript deltas
+    await conn.send(ev.speech_started(audio_start_ms=1200))
+    await asyncio.sleep(0.1)
+    response_id = turn[0]["response"]["id"]
+    await conn.send(ev.response_done(response_id, status="cancelled", reason="turn_detected"))
+    await conn.send(ev.speech_stopped(audio_end_ms=2400))
+    await conn.send(ev.input_transcription_completed(None, "Actually, I need billing."))
+    await asyncio.sleep(0.1)
+    await conn.send(ev.assistant_turn("Of course, one moment."))
+    await asyncio.sleep(0.05)
+    await conn.drop()
+    await _ended(server, call_id)
+    return call_id
+
+
+async def hangup_during_tool(fake: FakeOpenAI, server: RunningServer) -> str:
+    """The caller hangs up while a (slow) tool is running: it is cancelled."""
+    call_id, conn = await _start(fake, server)
+    args = {"date": "2026-12-01", "time": "14:30", "service": "haircut"}
+    await conn.send(ev.function_call_turn(SLOW_TOOL, args))
+    await asyncio.sleep(0.2)
+    await conn.drop()
+    await _ended(server, call_id)
+    return call_id
+
+
+async def end_call(fake: FakeOpenAI, server: RunningServer) -> str:
+    """The agent says goodbye and ends the call with the end_call tool."""
+    call_id, conn = await _start(fake, server)
+    await conn.send(ev.input_transcription_completed(None, "That's all, thanks. Bye!"))
+    await conn.send(ev.function_call_turn("end_call", {}))
+    await conn.expect("conversation.item.create")
+    await _ended(server, call_id)
+    return call_id
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "tool_call": tool_call,
+    "handoff_and_back": handoff_and_back,
+    "guardrail_trip": guardrail_trip,
+    "barge_in": barge_in,
+    "hangup_during_tool": hangup_during_tool,
+    "end_call": end_call,
+}
+"""Name -> scenario; the name becomes ``tests/replays/<name>.cassette.jsonl``."""

@@ -1,0 +1,330 @@
+"""Replay recorded calls (cassettes) against the CURRENT config: every call a regression test.
+
+A :class:`Replayer` runs one fake OpenAI and one callserver (the config under test, with
+tools stubbed from the recordings unless asked to run them) and replays any number of
+cassettes through them, concurrently::
+
+    async with Replayer("config/agents.yaml") as replayer:
+        result = await replayer.replay("tests/replays/tool_call.cassette.jsonl")
+        assert result.passed, result.report()
+
+``callserver replay CASSETTE... [--config PATH]`` is :func:`run_replay_cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Collection, Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TextIO
+
+from callserver.config_holder import ConfigHolder
+from callserver.records.cassette_reader import Cassette, CassetteError, read_cassette
+from callserver.testing.fake_openai import FakeOpenAI
+from callserver.testing.fake_realtime import Event, FakeConnection
+from callserver.testing.harness import (
+    TEST_WEBHOOK_SECRET,
+    RunningServer,
+    run_callserver,
+    test_settings,
+)
+from callserver.testing.replay_call import (
+    CALLER_END_REASONS,
+    EXTERNAL_END_REASONS,
+    CallReplay,
+    Divergence,
+)
+from callserver.testing.replay_tools import stub_tools
+from callserver.testing.webhook_sender import new_call_id, send_webhook
+
+__all__ = ["ReplayResult", "Replayer", "find_cassettes", "main", "run_replay_cli"]
+
+DEFAULT_CONFIG = "config/agents.yaml"
+SUFFIX = ".cassette.jsonl"
+
+
+@dataclasses.dataclass(slots=True)
+class ReplayResult:
+    """The outcome of one cassette: ``passed``, ``failed``, ``truncated`` or ``error``."""
+
+    path: Path
+    status: str
+    divergences: list[Divergence] = dataclasses.field(default_factory=list)
+    message: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    @property
+    def first_divergence(self) -> Divergence | None:
+        return min(self.divergences, key=lambda d: d.t) if self.divergences else None
+
+    def report(self) -> str:
+        """``PASS path`` or ``FAIL path`` and the first divergence, indented."""
+        label = {"passed": "PASS", "failed": "FAIL", "truncated": "TRUNCATED"}.get(
+            self.status, "ERROR"
+        )
+        lines = [f"{label:<9} {self.path}  ({self.seconds:.2f}s)"]
+        if self.message:
+            lines.append(f"    {self.message}")
+        first = self.first_divergence
+        if first is not None:
+            lines.extend(f"    {line}" for line in str(first).splitlines())
+        return "\n".join(lines)
+
+
+class _ReplayFake(FakeOpenAI):
+    """The fake OpenAI with no canned answers: every server event comes from a cassette."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_respond=False)
+        self.auto_replies = {}
+        self.replays: dict[str, CallReplay] = {}
+
+    def _on_client_event(self, conn: FakeConnection, event: Event, errors: list[str]) -> None:
+        super()._on_client_event(conn, event, errors)
+        replay = self.replays.get(conn.call_id)
+        if replay is not None:
+            replay.on_client_event(event)
+
+
+class Replayer:
+    """One fake OpenAI + one callserver on ``config``; replays cassettes through them.
+
+    ``execute`` names tools that run for real; every other tool (except the built-in call
+    tools) answers with its recorded output. ``execute_all`` runs every tool for real.
+    """
+
+    def __init__(
+        self,
+        config: Path | str = DEFAULT_CONFIG,
+        *,
+        execute: Collection[str] = (),
+        execute_all: bool = False,
+        timeout: float = 5.0,
+        settle: float = 0.05,
+        concurrency: int = 32,
+    ) -> None:
+        self.config_path = Path(config)
+        self._execute: Collection[str] | None = None if execute_all else frozenset(execute)
+        self.timeout = timeout
+        self.settle = settle
+        self._slots = asyncio.Semaphore(concurrency)
+        self.fake = _ReplayFake()
+        self._server_cm: Any = None
+        self.server: RunningServer | None = None
+
+    async def __aenter__(self) -> Self:
+        holder = ConfigHolder.load(self.config_path)
+        config = stub_tools(holder.current, self._execute, self._answer)
+        await self.fake.start()
+        settings = test_settings(
+            self.fake.base_url,
+            self.config_path,
+            max_concurrent_calls=100_000,
+            ring_deadline_s=self.timeout,
+            drain_timeout_s=0.5,
+        )
+        self._server_cm = run_callserver(settings, config=ConfigHolder(self.config_path, config))
+        try:
+            self.server = await self._server_cm.__aenter__()
+        except BaseException:
+            await self.fake.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._server_cm is not None:
+                await self._server_cm.__aexit__(exc_type, exc, tb)
+        finally:
+            await self.fake.stop()
+
+    async def _answer(self, call_id: str, name: str, arguments: str) -> str:
+        replay = self.fake.replays.get(call_id)
+        if replay is None:
+            return f"[replay: no cassette for call {call_id}]"
+        return await replay.tool_output(name, arguments)
+
+    # -- replaying -------------------------------------------------------------------------------
+
+    async def replay_all(self, sources: Iterable[Path | str | Cassette]) -> list[ReplayResult]:
+        """Replay several cassettes concurrently; results in the order given."""
+        return list(await asyncio.gather(*(self.replay(source) for source in sources)))
+
+    async def replay(self, source: Path | str | Cassette) -> ReplayResult:
+        """Replay one cassette (a path or an already read :class:`Cassette`)."""
+        started = time.perf_counter()
+        path = source.path if isinstance(source, Cassette) else Path(source)
+        try:
+            cassette = source if isinstance(source, Cassette) else read_cassette(source)
+        except CassetteError as exc:
+            return ReplayResult(path, "error", message=str(exc))
+        if cassette.truncated:
+            return ReplayResult(
+                path,
+                "truncated",
+                message=f"cassette is truncated: {cassette.truncation_reason()}; not replayed",
+            )
+        async with self._slots:
+            result = await self._replay(cassette)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    async def _replay(self, cassette: Cassette) -> ReplayResult:
+        assert self.server is not None, "use Replayer as an async context manager"
+        webhook = cassette.first("webhook")
+        if webhook is None:
+            return ReplayResult(cassette.path, "error", message="cassette has no webhook line")
+        call_id = new_call_id()
+        replay = CallReplay(cassette, call_id, timeout=self.timeout, settle=self.settle)
+        self.fake.replays[call_id] = replay
+        try:
+            await self._run_call(replay, webhook.data["body"])
+        except Exception as exc:  # a harness failure, not a divergence
+            logging.getLogger(__name__).exception("replay of %s failed", cassette.path)
+            return ReplayResult(cassette.path, "error", message=f"{type(exc).__name__}: {exc}")
+        finally:
+            self.fake.replays.pop(call_id, None)
+        status = "failed" if replay.failed else "passed"
+        return ReplayResult(cassette.path, status, list(replay.divergences))
+
+    async def _run_call(self, replay: CallReplay, recorded_body: Any) -> None:
+        assert self.server is not None
+        call_id, fake, manager = replay.call_id, self.fake, self.server.services.manager
+        body = json.loads(json.dumps(recorded_body).replace(replay.cassette.call_id, call_id))
+        for entry in replay.cassette.of("rest"):
+            status = entry.data.get("status")
+            if isinstance(status, int) and status >= 300:
+                fake.fail(str(entry.data["action"]), status=status, call_id=call_id)
+        fake.add_call(call_id)
+        response = await send_webhook(self.server.webhook_url, TEST_WEBHOOK_SECRET, body)
+        if response.status_code != 200:
+            replay.diverge(0.0, 0, f"callserver answered the webhook with {response.status_code}")
+            return
+        if replay.ws:
+            try:
+                conn = await fake.wait_connected(call_id, self.timeout)
+            except AssertionError:
+                replay.diverge(0.0, 0, "callserver never opened the websocket")
+            else:
+                await replay.drive(conn)
+                await self._end_like_recording(replay, conn)
+        try:
+            await manager.wait_ended(call_id, self.timeout)
+        except TimeoutError:
+            replay.diverge(1e9, 0, f"the call did not end within {self.timeout:g}s")
+            await manager.end(call_id, "replay_aborted", hangup=True)
+        record = await manager.registry.get(call_id)
+        if not replay.failed:
+            replay.check_end(record.end_reason if record else None)
+        replay.check_rest(
+            [(r.action, r.json) for r in fake.requests_for(call_id) if r.action != "realtime"]
+        )
+
+    async def _end_like_recording(self, replay: CallReplay, conn: FakeConnection) -> None:
+        """End the call the way the recorded one ended (unless callserver must do it)."""
+        assert self.server is not None
+        manager = self.server.services.manager
+        reason = replay.end_reason
+        if replay.failed or reason is None or reason in CALLER_END_REASONS:
+            await conn.drop()
+        elif reason in EXTERNAL_END_REASONS:
+            await manager.end(replay.call_id, reason, hangup=True)
+        else:
+            try:
+                await manager.wait_ended(replay.call_id, self.timeout)
+            except TimeoutError:
+                end = replay.cassette.first("end")
+                replay.diverge(
+                    end.t if end else 0.0,
+                    0,
+                    f"expected callserver to end the call ({reason}); it did not",
+                )
+                await conn.drop()
+
+
+def find_cassettes(paths: Iterable[Path | str]) -> list[Path]:
+    """Files as given; directories searched recursively for ``*.cassette.jsonl``."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(sorted(path.rglob(f"*{SUFFIX}")))
+        else:
+            found.append(path)
+    return found
+
+
+async def replay_paths(
+    paths: Sequence[Path], config: Path | str, *, execute: Collection[str] = (), **kwargs: Any
+) -> list[ReplayResult]:
+    """Replay cassette files; unreadable ones become ``error`` results (with line numbers)."""
+    async with Replayer(config, execute=execute, **kwargs) as replayer:
+        return await replayer.replay_all(paths)
+
+
+def run_replay_cli(
+    paths: Sequence[Path | str],
+    config: Path | str | None = None,
+    *,
+    execute: Collection[str] = (),
+    execute_all: bool = False,
+    out: TextIO | None = None,
+) -> int:
+    """``callserver replay``: print PASS/FAIL per cassette; 0 when all passed, else 1."""
+    out = out or sys.stdout
+    config = config or os.environ.get("CALLSERVER_CONFIG") or DEFAULT_CONFIG
+    files = find_cassettes(paths)
+    if not files:
+        print("callserver replay: no cassettes found", file=out)
+        return 1
+    logging.getLogger("callserver").setLevel(logging.ERROR)  # the replayed calls' own logs
+    results = asyncio.run(replay_paths(files, config, execute=execute, execute_all=execute_all))
+    for result in results:
+        print(result.report(), file=out)
+    passed = sum(r.passed for r in results)
+    print(f"{passed} passed, {len(results) - passed} failed", file=out)
+    return 0 if passed == len(results) else 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``replay`` command's arguments (shared by the CLI and ``python -m``)."""
+    parser.add_argument("cassettes", nargs="+", help="cassette files or directories")
+    parser.add_argument("--config", help="config to replay against (default CALLSERVER_CONFIG)")
+    parser.add_argument(
+        "--execute",
+        action="append",
+        default=[],
+        metavar="TOOL",
+        help="run this tool for real instead of answering from the recording (repeatable)",
+    )
+    parser.add_argument("--execute-all", action="store_true", help="run every tool for real")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="callserver replay", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return run_replay_cli(
+        args.cassettes, args.config, execute=args.execute, execute_all=args.execute_all
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""Replaying one cassette against a running callserver: the fake's side of the conversation.
+
+The recorded server events are sent back in order, each one only once every client event
+recorded before it has been seen again (causal pacing: what the client sent before a server
+event cannot have depended on it, so the replayed client will send it again unprompted).
+Client events are matched, order-insensitively, against the recorded ones that are still
+unmatched; the first one that matches nothing, or an expected one that never comes, is a
+divergence and stops the replay of this call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from typing import Any
+
+from callserver.records.cassette_reader import Cassette, Entry
+from callserver.testing import replay_match as rm
+from callserver.testing.fake_realtime import FakeConnection
+
+__all__ = ["CallReplay", "Divergence"]
+
+EXTERNAL_END_REASONS = frozenset({"max_duration", "idle_timeout", "shutdown", "admin_hangup"})
+"""Ends a replay cannot wait for (timers, operators): the replay ends the call the same way."""
+CALLER_END_REASONS = frozenset({"caller_hangup", "caller_gone"})
+
+
+@dataclasses.dataclass(slots=True)
+class Divergence:
+    """Where the replay stopped matching the recording; ``t`` orders divergences."""
+
+    t: float
+    turn: int
+    message: str
+    details: list[str] = dataclasses.field(default_factory=list)
+
+    def __str__(self) -> str:
+        head = f"turn {self.turn}: {self.message}"
+        return "\n".join([head, *(f"    {line}" for line in self.details)])
+
+
+@dataclasses.dataclass(slots=True)
+class _Expected:
+    position: int
+    turn: int
+    t: float
+    event: dict[str, Any]
+    normalized: Any
+    matched: bool = False
+
+
+class CallReplay:
+    """The state of one cassette's replay; fed client events by the replay fake."""
+
+    def __init__(self, cassette: Cassette, call_id: str, *, timeout: float, settle: float):
+        self.cassette = cassette
+        self.call_id = call_id
+        self.timeout = timeout
+        self.settle = settle
+        self.divergences: list[Divergence] = []
+        self.ws: list[Entry] = [e for e in cassette.entries if e.kind in ("ws_in", "ws_out")]
+        self.calls: dict[str, tuple[str, str]] = {}
+        self.expected: list[_Expected] = []
+        self._tool_outputs: dict[str, list[tuple[Any, str]]] = {}
+        self._changed = asyncio.Event()
+        self._last_arrival = 0.0
+        self._turn = 0
+        self._index()
+
+    # -- reading the cassette -----------------------------------------------------------------
+
+    def _index(self) -> None:
+        turn = 0
+        for position, entry in enumerate(self.ws):
+            event = entry.data["event"]
+            if entry.kind == "ws_in":
+                kind = event.get("type")
+                if kind == "response.created":
+                    turn += 1
+                elif kind == "response.function_call_arguments.done":
+                    args = event.get("arguments") or ""
+                    self.calls[str(event.get("call_id"))] = (str(event.get("name")), args)
+            else:
+                normalized = rm.normalize(event, self.cassette.call_id)
+                self.expected.append(_Expected(position, turn, entry.t, event, normalized))
+        for entry in self.cassette.of("tool"):
+            args = _parsed(entry.data.get("arguments"))
+            output = str(entry.data.get("output", ""))
+            self._tool_outputs.setdefault(str(entry.data["name"]), []).append((args, output))
+
+    @property
+    def end_reason(self) -> str | None:
+        end = self.cassette.first("end")
+        return str(end.data["reason"]) if end else None
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.divergences)
+
+    def diverge(self, t: float, turn: int, message: str, details: list[str] | None = None) -> None:
+        self.divergences.append(Divergence(t, turn, message, details or []))
+        self._changed.set()
+
+    # -- tool stubs -----------------------------------------------------------------------------
+
+    async def tool_output(self, name: str, arguments: str) -> str:
+        """The recorded output for this call of ``name``; blocks forever (until cancelled) if
+        the recorded call never finished, e.g. the caller hung up while it ran."""
+        outputs = self._tool_outputs.get(name, [])
+        wanted = _parsed(arguments)
+        for index, (args, output) in enumerate(outputs):
+            if args == wanted:
+                del outputs[index]
+                return output
+        recorded_calls = [a for n, a in self.calls.values() if n == name]
+        if any(_parsed(a) == wanted for a in recorded_calls):
+            await asyncio.Event().wait()  # recorded as still running when the call ended
+        t = self.ws[-1].t if self.ws else 0.0
+        self.diverge(
+            t,
+            self._turn_now(),
+            f"tool {name} called with {arguments} but the cassette has no such call",
+            [f"recorded calls of {name}: {recorded_calls or 'none'}"],
+        )
+        return f"[replay: no recorded output for {name} {arguments}]"
+
+    # -- client events --------------------------------------------------------------------------
+
+    def on_client_event(self, event: dict[str, Any]) -> None:
+        """Match one client event against the unmatched recorded ones (any order)."""
+        self._last_arrival = asyncio.get_running_loop().time()
+        self._changed.set()
+        if self.failed:
+            return
+        normalized = rm.normalize(event, self.call_id)
+        for expected in self.expected:
+            if not expected.matched and rm.matches(expected.normalized, normalized):
+                expected.matched = True
+                return
+        self._unexpected(event, normalized)
+
+    def _unexpected(self, event: dict[str, Any], normalized: Any) -> None:
+        open_ = [e for e in self.expected if not e.matched]
+        got = rm.describe(event, self.calls)
+        if not open_:
+            t = self.ws[-1].t if self.ws else 0.0
+            self.diverge(t, self._turn_now(), f"unexpected {got} after the recorded ones")
+            return
+        same = [e for e in open_ if _shape(e.event) == _shape(event)]
+        best = same[0] if same else open_[0]
+        details = rm.diff_lines(best.normalized, normalized) if same else []
+        wanted = rm.describe(best.event, self.calls)
+        message = (
+            f"{got} differs from the recording"
+            if wanted == got
+            else (f"expected {wanted}, got {got}")
+        )
+        self.diverge(best.t, best.turn, message, details)
+
+    def _turn_now(self) -> int:
+        """The turn of the last server event sent (responses created so far)."""
+        return self._turn
+
+    def _turn_at_t(self, t: float) -> int:
+        return sum(
+            1
+            for e in self.ws
+            if e.kind == "ws_in" and e.t <= t and e.data["event"].get("type") == "response.created"
+        )
+
+    # -- driving the connection -----------------------------------------------------------------
+
+    async def drive(self, conn: FakeConnection) -> None:
+        """Play the recorded server events, paced by the client's events."""
+        skipped_greeting = False
+        for position, entry in enumerate(self.ws):
+            if entry.kind != "ws_in":
+                continue
+            event = entry.data["event"]
+            if not skipped_greeting and event.get("type") == "session.created":
+                skipped_greeting = True  # the fake greets every connection itself
+                continue
+            if not await self._wait_matched(position, conn):
+                return
+            if event.get("type") == "response.created":
+                self._turn += 1
+            try:
+                await conn.send(event)
+            except (ConnectionError, RuntimeError, OSError, TimeoutError):
+                self.diverge(
+                    entry.t,
+                    self._turn_at(position),
+                    f"callserver closed the websocket before {event.get('type')}",
+                )
+                return
+        if await self._wait_matched(len(self.ws), conn):
+            await self._settle()
+
+    async def _wait_matched(self, position: int, conn: FakeConnection) -> bool:
+        """Wait until every client event recorded before ``position`` was seen again."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while True:
+            if self.failed:
+                return False
+            due = [e for e in self.expected if e.position < position and not e.matched]
+            if not due:
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0 or conn.closed.is_set():
+                first = due[0]
+                why = "the websocket closed" if conn.closed.is_set() else "nothing came"
+                self.diverge(
+                    first.t,
+                    first.turn,
+                    f"expected {rm.describe(first.event, self.calls)}, but {why}",
+                    [] if conn.closed.is_set() else [f"(waited {self.timeout:g}s)"],
+                )
+                return False
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.25))
+            except TimeoutError:
+                pass
+
+    async def _settle(self) -> None:
+        """Give callserver a moment to send anything the recording does not have."""
+        loop = asyncio.get_running_loop()
+        while not self.failed:
+            quiet = loop.time() - self._last_arrival
+            if quiet >= self.settle:
+                return
+            await asyncio.sleep(self.settle - quiet)
+
+    def _turn_at(self, position: int) -> int:
+        turn = 0
+        for entry in self.ws[:position]:
+            if entry.kind == "ws_in" and entry.data["event"].get("type") == "response.created":
+                turn += 1
+        return turn
+
+    # -- after the call -------------------------------------------------------------------------
+
+    def check_rest(self, actual: list[tuple[str, Any]]) -> None:
+        """Compare REST attempts (action, body) with the recorded ones, in order."""
+        recorded = list(self.cassette.of("rest"))
+        # After a divergence the call was cut short on purpose: only what came before counts.
+        limit = min((d.t for d in self.divergences), default=float("inf"))
+        for index, entry in enumerate(recorded):
+            if entry.t > limit:
+                return
+            action = entry.data["action"]
+            turn = self._turn_at_t(entry.t)
+            expected = rm.normalize(entry.data.get("request"), self.cassette.call_id)
+            if index >= len(actual):
+                self.diverge(entry.t, turn, f"expected REST {action}, but callserver sent none")
+                return
+            got_action, body = actual[index]
+            if got_action != action:
+                self.diverge(entry.t, turn, f"expected REST {action}, got REST {got_action}")
+                return
+            normalized = rm.normalize(body, self.call_id)
+            if not rm.matches(expected, normalized):
+                self.diverge(
+                    entry.t,
+                    turn,
+                    f"REST {action} body differs",
+                    rm.diff_lines(expected, normalized),
+                )
+                return
+        for got_action, _ in actual[len(recorded) :] if not self.failed else []:
+            last = recorded[-1].t if recorded else 0.0
+            self.diverge(last, self._turn_now(), f"unexpected REST {got_action}")
+            return
+
+    def check_end(self, reason: str | None) -> None:
+        expected = self.end_reason
+        if expected is not None and reason != expected:
+            end = self.cassette.first("end")
+            self.diverge(
+                end.t if end else 0.0,
+                self._turn_now(),
+                f"expected the call to end with {expected}, it ended with {reason}",
+            )
+
+
+def _parsed(arguments: Any) -> Any:
+    """Tool arguments compared as JSON values, so whitespace and key order do not matter."""
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments or "{}")
+        except ValueError:
+            return arguments
+    return arguments
+
+
+def _shape(event: dict[str, Any]) -> tuple[Any, Any]:
+    return event.get("type"), (event.get("item") or {}).get("type")
