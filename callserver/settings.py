@@ -49,6 +49,8 @@ class Settings(BaseModel):
     signs the URL it requested, so signature checks need it behind a proxy."""
     trust_proxy: bool = False
     """Rebuild the public URL from X-Forwarded-Proto/Host (only behind a trusted proxy)."""
+    twilio_reject_say: str | None = None
+    """When set, refused Twilio calls hear this sentence then a hangup, instead of busy."""
     openai_project_id: str | None = None
     sip_uri: str | None = None
     """SIP URI Twilio dials; default sip:<OPENAI_PROJECT_ID>@sip.api.openai.com;transport=tls."""
@@ -120,6 +122,7 @@ class Settings(BaseModel):
             "twilio_auth_token": "TWILIO_AUTH_TOKEN",
             "public_base_url": "CALLSERVER_PUBLIC_URL",
             "trust_proxy": "CALLSERVER_TRUST_PROXY",
+            "twilio_reject_say": "CALLSERVER_TWILIO_REJECT_SAY",
             "openai_project_id": "OPENAI_PROJECT_ID",
             "sip_uri": "CALLSERVER_SIP_URI",
             "postcall_urls": "CALLSERVER_POSTCALL_URLS",

@@ -87,7 +87,7 @@ def build_twilio(
         public_base_url=settings.public_base_url,
         trust_proxy=settings.trust_proxy,
         max_body_bytes=settings.max_webhook_body_bytes,
-        reject_say=getattr(settings, "twilio_reject_say", None),
+        reject_say=settings.twilio_reject_say,
     )
 
 

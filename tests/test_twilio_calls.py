@@ -74,6 +74,10 @@ async def test_full_twilio_flow(start_callserver: Any, fake_openai: FakeOpenAI) 
     conn = await fake_openai.wait_connected(call_id)
     await conn.expect("session.update")
     manager = server.services.manager
+    # Routed by the number the caller dialed at Twilio, not the project's SIP user.
+    live = await manager.registry.get(call_id)
+    assert live is not None and live.graph == "orders" and live.route == "orders-line"
+    assert live.dialed == PROJECT
     await wait_for(lambda: manager.session(call_id) is not None, what="attached session")
 
     # Progress is recorded on the live call, nothing more.

@@ -9,6 +9,7 @@ ones ending a live call, stops the session, finalises the record and frees the s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from callserver.calls.handle import CallHandle
 from callserver.calls.records import CallRecord, CallState
 from callserver.calls.registry import CallRegistry
 from callserver.calls.session import CallSession
-from callserver.graph.context import CallToolContext
+from callserver.graph.context import CallInfo, CallToolContext
 from callserver.metrics import Metrics
 from callserver.records.recorder import (
     NULL_RECORDER,
@@ -134,7 +135,7 @@ class CallManager:
         """Route, admit, accept, attach, run; returns (end reason, whether to hang up)."""
         deadline = record.created_mono + self._settings.ring_deadline_s
         config = self._config.current
-        info = call.info()
+        info = self._routing_info(call)
         route = config.route(info)
         record.route = route.route_name
         record.config_hash = config.config_hash
@@ -208,6 +209,17 @@ class CallManager:
         except TimeoutError:
             return "max_duration", True
         return reason, reason != "caller_hangup"
+
+    def _routing_info(self, call: IncomingCall) -> CallInfo:
+        """What routing and placeholders see. A call that came in through our own Twilio
+        TwiML was dialed to the project's SIP user, so the number the caller dialed rides in
+        ``X-Callserver-Dialed``; it is honoured only when the Twilio integration is on."""
+        info = call.info()
+        if self._settings.twilio_auth_token is not None:
+            forwarded = info.header("X-Callserver-Dialed")
+            if forwarded:
+                info = dataclasses.replace(info, dialed=forwarded)
+        return info
 
     def _start_recording(self, record: CallRecord, call: IncomingCall, graph: str) -> CallRecorder:
         """This call's recorder (the null one when recording is off or not sampled)."""
@@ -293,8 +305,19 @@ class CallManager:
                 # An accept may have landed while we cancelled it: make sure no caller is
                 # left connected to nobody.
                 await self._hangup(call_id)
+            elif hangup and previous is CallState.INCOMING:
+                # Still ringing: decline it rather than leave it ringing until a timeout.
+                await self._reject_quietly(call_id)
             await self._finalize(record)
         return True
+
+    async def _reject_quietly(self, call_id: str) -> None:
+        try:
+            await self._control.reject(
+                call_id, SIP_DECLINE, deadline=time.monotonic() + HANGUP_TIMEOUT_S
+            )
+        except ControlError as exc:
+            log.info("reject of a ringing call failed: %s", exc.detail, extra={"call_id": call_id})
 
     async def _hangup(self, call_id: str) -> None:
         try:

@@ -151,11 +151,10 @@ class CallReplay:
         best = same[0] if same else open_[0]
         details = rm.diff_lines(best.normalized, normalized) if same else []
         wanted = rm.describe(best.event, self.calls)
-        message = (
-            f"{got} differs from the recording"
-            if wanted == got
-            else (f"expected {wanted}, got {got}")
-        )
+        if same:  # the same kind of event with other content: name it, then the diff
+            message = f"{wanted} differs from the recording"
+        else:
+            message = f"expected {wanted}, got {got}"
         self.diverge(best.t, best.turn, message, details)
 
     def _turn_now(self) -> int:

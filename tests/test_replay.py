@@ -1,0 +1,159 @@
+"""Replay: record -> replay round trips, divergence reports, broken cassettes, CLI, plugin.
+
+The project's own cassettes (tests/replays/) are collected as tests by the pytest plugin;
+here they are also the material for deliberate changes that must make a replay fail.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+
+from callserver.examples import frontdesk
+from callserver.records.redaction import REDACTED
+from callserver.testing import replay_match as rm
+from callserver.testing.recording import SCENARIOS, recording_server
+from callserver.testing.replay import Replayer, run_replay_cli
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "config" / "agents.yaml"
+REPLAYS = ROOT / "tests" / "replays"
+
+
+async def test_record_then_replay_passes(tmp_path: Path) -> None:
+    async with recording_server(CONFIG, tmp_path) as (fake, server, _factory):
+        call_ids = [await SCENARIOS[name](fake, server) for name in ("tool_call", "end_call")]
+    paths = [next(tmp_path.rglob(f"{call_id}.cassette.jsonl")) for call_id in call_ids]
+    async with Replayer(CONFIG) as replayer:
+        results = await replayer.replay_all(paths)
+    assert [r.status for r in results] == ["passed", "passed"], [r.report() for r in results]
+
+
+def _config_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "config"
+    shutil.copytree(ROOT / "config", target)
+    return target / "agents.yaml"
+
+
+async def test_changed_prompt_fails_with_a_diff(tmp_path: Path) -> None:
+    config = _config_copy(tmp_path)
+    prompt = config.parent / "prompts" / "customer_service.md"
+    prompt.write_text(prompt.read_text().replace("Speak briefly", "Speak at length"))
+    async with Replayer(config) as replayer:
+        result = await replayer.replay(REPLAYS / "tool_call.cassette.jsonl")
+    assert result.status == "failed"
+    first = str(result.first_divergence)
+    assert first.startswith("turn 0: REST accept body differs"), first
+    assert "instructions: expected" in first
+    assert "Speak briefly" in first and "Speak at length" in first
+    assert "FAIL" in result.report() and "tool_call" in result.report()
+
+
+async def test_changed_specialist_prompt_fails_at_the_handoff(tmp_path: Path) -> None:
+    config = _config_copy(tmp_path)
+    config.write_text(
+        config.read_text().replace("You specialize in billing", "You only do billing")
+    )
+    async with Replayer(config) as replayer:
+        result = await replayer.replay(REPLAYS / "handoff_and_back.cassette.jsonl")
+    assert result.status == "failed"
+    first = str(result.first_divergence)
+    assert first.startswith("turn 2: session.update ('You specialize in billing"), first
+    assert "differs from the recording" in first
+    assert "session.instructions: expected You specialize in billing" in first
+
+
+async def test_changed_tool_fails_with_its_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = frontdesk.get_weather
+
+    @functools.wraps(original)
+    def rainy(city: str) -> str:
+        return f"The weather in {city} is rainy, 50°F"
+
+    monkeypatch.setattr(frontdesk, "get_weather", rainy)
+    async with Replayer(CONFIG, execute=["get_weather"]) as replayer:
+        changed = await replayer.replay(REPLAYS / "tool_call.cassette.jsonl")
+    assert changed.status == "failed"
+    assert str(changed.first_divergence).splitlines() == [
+        'turn 2: function_call_output for get_weather {"city": "Paris"} differs from the '
+        "recording",
+        "    item.output: expected The weather in Paris is sunny, 72°F, "
+        "got The weather in Paris is rainy, 50°F",
+    ]
+
+
+async def test_tool_that_now_finishes_is_a_divergence() -> None:
+    """Recorded: the caller hung up while the tool ran. Run for real, it now answers."""
+    async with Replayer(CONFIG, execute_all=True) as replayer:
+        result = await replayer.replay(REPLAYS / "hangup_during_tool.cassette.jsonl")
+    assert result.status == "failed"
+    assert "unexpected function_call_output for book_appointment" in str(result.first_divergence)
+
+
+def test_cli_reports_pass_truncated_and_malformed(tmp_path: Path) -> None:
+    good = REPLAYS / "end_call.cassette.jsonl"
+    lines = good.read_text().splitlines()
+    truncated = tmp_path / "crashed.cassette.jsonl"
+    truncated.write_text("\n".join(lines[:-3]) + "\n")  # no end, no closing line
+    malformed = tmp_path / "edited.cassette.jsonl"
+    malformed.write_text("\n".join([lines[0], lines[1], "{oops", *lines[2:]]) + "\n")
+    out = io.StringIO()
+    code = run_replay_cli([good, truncated, malformed], CONFIG, out=out)
+    text = out.getvalue()
+    assert code == 1, text
+    assert f"PASS      {good}" in text
+    assert f"TRUNCATED {truncated}" in text and "no closing line" in text
+    assert f"ERROR     {malformed}" in text and "edited.cassette.jsonl:3: not valid JSON" in text
+    assert text.rstrip().endswith("1 passed, 2 failed")
+
+
+def test_cli_exit_zero_when_all_pass() -> None:
+    out = io.StringIO()
+    assert run_replay_cli([REPLAYS / "barge_in.cassette.jsonl"], CONFIG, out=out) == 0
+    assert "1 passed, 0 failed" in out.getvalue()
+
+
+def test_matching_ignores_what_varies() -> None:
+    recorded = {
+        "event_id": "evt_1",
+        "type": "session.update",
+        "session": {"instructions": f"Call rtc_old at Friday 27 November 2026, 16:11 ({REDACTED})"},
+    }
+    replayed = {
+        "event_id": "agents_py_2",
+        "type": "session.update",
+        "session": {"instructions": "Call rtc_new at Saturday 28 November 2026, 09:05 (+1555)"},
+    }
+    assert rm.matches(rm.normalize(recorded, "rtc_old"), rm.normalize(replayed, "rtc_new"))
+    replayed["session"]["instructions"] = "Call rtc_new at noon"
+    assert not rm.matches(rm.normalize(recorded, "rtc_old"), rm.normalize(replayed, "rtc_new"))
+
+
+def test_describe_names_tool_outputs() -> None:
+    event = {
+        "type": "conversation.item.create",
+        "item": {"type": "function_call_output", "call_id": "c1", "output": "x"},
+    }
+    calls = {"c1": ("get_weather", '{"city": "Paris"}')}
+    assert rm.describe(event, calls) == 'function_call_output for get_weather {"city": "Paris"}'
+    assert rm.describe({"type": "response.cancel"}) == "response.cancel"
+
+
+def test_pytest_plugin_makes_one_test_per_cassette(pytester: pytest.Pytester) -> None:
+    replays = pytester.path / "tests" / "replays"
+    replays.mkdir(parents=True)
+    shutil.copy(REPLAYS / "tool_call.cassette.jsonl", replays)
+    broken = (REPLAYS / "end_call.cassette.jsonl").read_text().replace(
+        "The call will be hung up", "The call will be dropped"
+    )
+    (replays / "changed.cassette.jsonl").write_text(broken)
+    pytester.makeini(f"[pytest]\ncallserver_replay_config = {CONFIG}\n")
+    result = pytester.runpytest_inprocess("-q")  # the plugin loads by its entry point
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*FAIL*changed.cassette.jsonl*", "*function_call_output*"])
