@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from callserver import admin
 from callserver.calls.control import CallControlClient
 from callserver.calls.manager import CallManager, Draining
 from callserver.calls.registry import InMemoryRegistry
@@ -121,6 +122,7 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *admin.ROUTES,
         ],
         lifespan=lifespan,
     )

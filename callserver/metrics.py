@@ -50,6 +50,7 @@ KNOWN_END_REASONS: frozenset[str] = frozenset(
         "agent_end_call",
         "transferred",
         "idle_timeout",
+        "admin_hangup",
         "max_duration",
         "shutdown",
         "caller_gone",
@@ -59,7 +60,6 @@ KNOWN_END_REASONS: frozenset[str] = frozenset(
         "rejected:route",
         "rejected:precheck",
         "rejected:capacity",
-        "admin_hangup",
         "twilio_hangup",
         "dtmf_end_call",
     }

@@ -61,6 +61,8 @@ class Settings(BaseModel):
     outbox_path: Path = Path("callserver-outbox.sqlite3")
     redact_numbers: bool = False
     """Leave caller/dialed numbers out of logs and post-call events (last 4 digits only)."""
+    admin_token: SecretStr | None = None
+    """Enables the /admin API; requests must carry it as a bearer token."""
     redis_url: str | None = None
     """Shared registry for several instances (redis://host:6379/0); unset = in-process."""
     instance_id: str | None = None
@@ -129,6 +131,7 @@ class Settings(BaseModel):
             "postcall_secret": "CALLSERVER_POSTCALL_SECRET",
             "outbox_path": "CALLSERVER_OUTBOX_PATH",
             "redact_numbers": "CALLSERVER_REDACT_NUMBERS",
+            "admin_token": "CALLSERVER_ADMIN_TOKEN",
             "redis_url": "REDIS_URL",
             "instance_id": "CALLSERVER_INSTANCE_ID",
             "log_level": "CALLSERVER_LOG_LEVEL",

@@ -86,6 +86,10 @@ class TcpProxy:
         except OSError:
             writer.close()
             return
+        if self._server is None:  # stopped while this connection was being set up
+            writer.close()
+            up_writer.close()
+            return
         self._writers.update({writer, up_writer})
         for src, dst in ((reader, up_writer), (up_reader, writer)):
             task = asyncio.create_task(self._pipe(src, dst))

@@ -153,7 +153,10 @@ def test_pytest_plugin_makes_one_test_per_cassette(pytester: pytest.Pytester) ->
         "The call will be hung up", "The call will be dropped"
     )
     (replays / "changed.cassette.jsonl").write_text(broken)
-    pytester.makeini(f"[pytest]\ncallserver_replay_config = {CONFIG}\n")
+    pytester.makeini(
+        f"[pytest]\ncallserver_replay_config = {CONFIG}\n"
+        "asyncio_default_fixture_loop_scope = function\n"
+    )
     result = pytester.runpytest_inprocess("-q")  # the plugin loads by its entry point
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*FAIL*changed.cassette.jsonl*", "*function_call_output*"])

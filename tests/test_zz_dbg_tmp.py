@@ -1,7 +1,12 @@
-import asyncio, os, sys
+import asyncio
+import os
+import sys
+
 import pytest
+
 from tests.test_redis_registry import *  # noqa
-from tests.test_redis_registry import test_coordinator_survives_redis_outage as orig, make_reg  # noqa
+from tests.test_redis_registry import test_coordinator_survives_redis_outage as orig  # noqa
+
 
 @pytest.fixture(autouse=True)
 async def watchdog():

@@ -82,6 +82,7 @@ class CallManager:
         self.draining = False
         self.end_listeners: list[EndListener] = []
         self.prechecks: list[PreCheck] = []
+        self._drain_task: asyncio.Task[None] | None = None
         self._recorder_factory = recorder_factory
         self._recorders: dict[str, CallRecorder] = {}
         control.observer = self._observe_rest if recorder_factory is not None else None
@@ -399,9 +400,25 @@ class CallManager:
         self.draining = True
         self.metrics.set_draining(True)
 
+    def start_drain(self, timeout_s: float) -> None:
+        """Begin a drain in the background (admin API): the manager owns the task."""
+        if self._drain_task is None:
+            self.begin_drain()
+            self._drain_task = asyncio.create_task(self._drain_calls(timeout_s), name="drain")
+
     async def drain(self, timeout_s: float) -> None:
         """Stop taking calls, let live ones finish for ``timeout_s``, then hang them up."""
         self.begin_drain()
+        if self._drain_task is not None:
+            await asyncio.wait({self._drain_task}, timeout=timeout_s + TASK_STOP_TIMEOUT_S)
+            if not self._drain_task.done():
+                self._drain_task.cancel()
+                await asyncio.gather(self._drain_task, return_exceptions=True)
+        await self._drain_calls(timeout_s)
+        await self._stop_aux()
+
+    async def _drain_calls(self, timeout_s: float) -> None:
+        """Let live calls finish for ``timeout_s``, then hang up the rest."""
         if self._tasks and timeout_s > 0:
             await asyncio.wait(list(self._tasks.values()), timeout=timeout_s)
         remaining = list(self._tasks)
@@ -411,7 +428,6 @@ class CallManager:
                 *(self.end(call_id, "shutdown", hangup=True) for call_id in remaining),
                 return_exceptions=True,
             )
-        await self._stop_aux()
 
     async def _stop_aux(self) -> None:
         for task in list(self._aux):

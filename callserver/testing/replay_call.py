@@ -184,6 +184,7 @@ class CallReplay:
                 return
             if event.get("type") == "response.created":
                 self._turn += 1
+            self._last_arrival = asyncio.get_running_loop().time()  # settle counts from here too
             try:
                 await conn.send(event)
             except (ConnectionError, RuntimeError, OSError, TimeoutError):
@@ -224,7 +225,8 @@ class CallReplay:
                 pass
 
     async def _settle(self) -> None:
-        """Give callserver a moment to send anything the recording does not have."""
+        """Give callserver a moment (after the last event either way) to send anything the
+        recording does not have, such as the output of a tool that used to hang."""
         loop = asyncio.get_running_loop()
         while not self.failed:
             quiet = loop.time() - self._last_arrival
