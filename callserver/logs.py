@@ -7,14 +7,68 @@ API key or signature into the logs.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _SECRET_WORDS = ("secret", "signature", "authorization", "api_key", "token", "password")
+
+
+CALL_CONTEXT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "callserver_call", default=None
+)
+"""Set by the call task; every log line from it (and the SDK tasks it starts) carries it."""
+
+_PHONE_RE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
+
+
+def bind_call(**fields: Any) -> dict[str, Any]:
+    """Start (or extend) the call context of the current task; returns the live dict."""
+    current = CALL_CONTEXT.get()
+    if current is None:
+        current = {}
+        CALL_CONTEXT.set(current)
+    current.update(fields)
+    return current
+
+
+class CallContextFilter(logging.Filter):
+    """Adds ``call_id``/``graph`` of the running call to records that lack them, and masks
+    phone numbers in messages when redaction is on."""
+
+    def __init__(self, redact_numbers: bool = False) -> None:
+        super().__init__()
+        self.redact_numbers = redact_numbers
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = CALL_CONTEXT.get()
+        if context:
+            for key, value in context.items():
+                if not hasattr(record, key):
+                    setattr(record, key, value)
+        if self.redact_numbers:
+            message = record.getMessage()
+            masked = _PHONE_RE.sub(_mask, message)
+            if masked != message:
+                record.msg, record.args = masked, None
+            for key in ("caller", "dialed", "from", "to"):
+                if isinstance(getattr(record, key, None), str):
+                    setattr(record, key, _mask_number(getattr(record, key)))
+        return True
+
+
+def _mask(match: re.Match[str]) -> str:
+    return _mask_number(match.group(0))
+
+
+def _mask_number(number: str) -> str:
+    digits = [c for c in number if c.isdigit()]
+    return "***" + "".join(digits[-4:]) if len(digits) >= 4 else "***"
 
 
 def _clean(key: str, value: Any) -> Any:
@@ -56,10 +110,11 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure(level: str = "INFO", fmt: str = "json") -> None:
+def configure(level: str = "INFO", fmt: str = "json", *, redact_numbers: bool = False) -> None:
     """Install one stderr handler on the root logger (idempotent)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(CallContextFilter(redact_numbers))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

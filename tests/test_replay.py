@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from callserver.examples import frontdesk
+from callserver.records.cassette_reader import read_cassette
 from callserver.records.redaction import REDACTED
 from callserver.testing import replay_match as rm
 from callserver.testing.recording import SCENARIOS, recording_server
@@ -81,8 +82,7 @@ async def test_changed_tool_fails_with_its_output(monkeypatch: pytest.MonkeyPatc
         changed = await replayer.replay(REPLAYS / "tool_call.cassette.jsonl")
     assert changed.status == "failed"
     assert str(changed.first_divergence).splitlines() == [
-        'turn 2: function_call_output for get_weather {"city": "Paris"} differs from the '
-        "recording",
+        'turn 2: function_call_output for get_weather {"city": "Paris"} differs from the recording',
         "    item.output: expected The weather in Paris is sunny, 72°F, "
         "got The weather in Paris is rainy, 50°F",
     ]
@@ -149,8 +149,10 @@ def test_pytest_plugin_makes_one_test_per_cassette(pytester: pytest.Pytester) ->
     replays = pytester.path / "tests" / "replays"
     replays.mkdir(parents=True)
     shutil.copy(REPLAYS / "tool_call.cassette.jsonl", replays)
-    broken = (REPLAYS / "end_call.cassette.jsonl").read_text().replace(
-        "The call will be hung up", "The call will be dropped"
+    broken = (
+        (REPLAYS / "end_call.cassette.jsonl")
+        .read_text()
+        .replace("The call will be hung up", "The call will be dropped")
     )
     (replays / "changed.cassette.jsonl").write_text(broken)
     pytester.makeini(
@@ -160,3 +162,20 @@ def test_pytest_plugin_makes_one_test_per_cassette(pytester: pytest.Pytester) ->
     result = pytester.runpytest_inprocess("-q")  # the plugin loads by its entry point
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*FAIL*changed.cassette.jsonl*", "*function_call_output*"])
+
+
+async def test_round_trip_with_redacted_caller_and_accept_retry(tmp_path: Path) -> None:
+    """A redacted caller number still replays (redacted text matches anything), and a
+    recorded accept failure is played back so the retry happens again."""
+    async with recording_server(CONFIG, tmp_path, redact_fields=("From",)) as (fake, server, _):
+        fake.fail("accept", status=500, times=1)
+        call_id = await SCENARIOS["tool_call"](fake, server)
+    path = next(tmp_path.rglob(f"{call_id}.cassette.jsonl"))
+    text = path.read_text()
+    assert "+14255551212" not in text and REDACTED in text
+    assert [e.data["status"] for e in read_cassette(path).of("rest")] == [500, 200]
+    async with Replayer(CONFIG) as replayer:
+        result = await replayer.replay(path)
+        statuses = [r.status for r in replayer.fake.requests if r.action == "accept"]
+    assert result.passed, result.report()
+    assert statuses == [500, 200]

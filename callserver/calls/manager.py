@@ -22,6 +22,7 @@ from callserver.calls.records import CallRecord, CallState
 from callserver.calls.registry import CallRegistry
 from callserver.calls.session import CallSession
 from callserver.graph.context import CallInfo, CallToolContext
+from callserver.logs import bind_call
 from callserver.metrics import Metrics
 from callserver.records.recorder import (
     NULL_RECORDER,
@@ -123,6 +124,7 @@ class CallManager:
     # ---- the call task --------------------------------------------------------------------
 
     async def _call_task(self, record: CallRecord, call: IncomingCall) -> None:
+        bind_call(call_id=record.call_id)
         try:
             reason, hangup = await self._lifecycle(record, call)
         except asyncio.CancelledError:
@@ -152,6 +154,7 @@ class CallManager:
                 return await self._reject(record, code, deadline, "rejected:precheck")
         graph = route.graph
         record.graph = graph.name
+        bind_call(graph=graph.name)
         built = graph.build(info)
         if not await self.registry.acquire_slot(
             record.call_id, graph.name, built.limits.max_concurrent
@@ -200,6 +203,7 @@ class CallManager:
             metrics=self.metrics,
             recorder=recorder,
             on_idle=lambda: self.spawn_end(record.call_id, "idle_timeout", True),
+            controls=handle,
         )
         self._sessions[record.call_id] = session
         max_duration = min(built.limits.max_duration_s, self._settings.max_call_duration_s)

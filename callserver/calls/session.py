@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agents.realtime import RealtimeSession, RealtimeSessionEvent
+from agents.realtime import RealtimeAgent, RealtimeSession, RealtimeSessionEvent
 from agents.realtime.model_inputs import RealtimeModelSendRawMessage
 
 from callserver.calls import sdk
+from callserver.calls.dtmf import CallControlsLike, CallKeypadActions, Keypad
 from callserver.calls.idle import IdleWatch
 from callserver.calls.records import CallRecord, ToolCall
 from callserver.graph.context import CallToolContext
@@ -52,8 +53,10 @@ class CallSession:
         metrics: Metrics,
         recorder: CallRecorder = NULL_RECORDER,
         on_idle: Callable[[], None] | None = None,
+        controls: CallControlsLike | None = None,
     ) -> None:
         self._on_idle = on_idle
+        self._controls = controls
         self._metrics = metrics
         self._recorder = recorder
         self._record = record
@@ -94,6 +97,7 @@ class CallSession:
             return "connect_failed"
         self.session = session
         idle_task: asyncio.Task[None] | None = None
+        keypad_task: asyncio.Task[None] | None = None
         try:
             self._record.visit(built.starting_agent.name)
             idle_s = built.limits.idle_timeout_s
@@ -103,6 +107,7 @@ class CallSession:
                 )
                 self._raw_listeners.append(watch.on_server_event)
                 idle_task = asyncio.create_task(watch.run(), name=f"idle:{self._record.call_id}")
+            keypad_task = self._start_keypad()
             if built.greeting:
                 await self.say(built.greeting)
             try:
@@ -119,10 +124,48 @@ class CallSession:
             return "caller_hangup"
         finally:
             self.session = None
-            if idle_task is not None:
-                idle_task.cancel()
-                await asyncio.gather(idle_task, return_exceptions=True)
+            for task in (idle_task, keypad_task):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
             await session.close()
+
+    def _start_keypad(self) -> asyncio.Task[None] | None:
+        """DTMF handling per the graph's ``dtmf:`` map (none without one, or without call
+        controls to transfer and end with)."""
+        plan = getattr(self._built, "dtmf", None)
+        if plan is None or not plan.enabled or self._controls is None:
+            return None
+        actions = CallKeypadActions(
+            agents=self._built.agents,
+            switch_agent=self.switch_agent,
+            send_message=self.send_message,
+            controls=self._controls,
+        )
+        keypad = Keypad(plan, actions, call_id=self._record.call_id)
+        self._raw_listeners.append(keypad.on_server_event)
+        return asyncio.create_task(keypad.run(), name=f"dtmf:{self._record.call_id}")
+
+    async def switch_agent(self, agent: RealtimeAgent[Any]) -> None:
+        """Make ``agent`` the active one (a handoff not chosen by the model, e.g. a key
+        press). The SDK emits no handoff event for this, so it is recorded here."""
+        if self.session is None:
+            return
+        record = self._record
+        previous = record.current_agent
+        await self.session.update_agent(agent)
+        record.handoffs += 1
+        self._metrics.handoff(record.graph)
+        self._recorder.record("handoff", {"from": previous, "to": agent.name})
+        record.visit(agent.name)
+        log.info(
+            "handoff %s -> %s (keypad)", previous, agent.name, extra={"call_id": record.call_id}
+        )
+
+    async def send_message(self, text: str) -> None:
+        """Tell the agent something as if the caller said it; it answers (a new response)."""
+        if self.session is not None:
+            await self.session.send_message(text)
 
     async def say(self, instructions: str) -> None:
         """Ask the model for a response now (greetings, prompts): a raw ``response.create``."""

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from callserver.graph.dtmf_models import DtmfSpec
 from callserver.graph.fields import NAME_PATTERN, Strict, Voice
 from callserver.graph.session_models import LimitsSpec, SessionSettings
 from callserver.graph.tool_models import GuardrailSpec, ToolSpec
@@ -78,3 +79,4 @@ class GraphFile(Strict):
         default_factory=dict
     )
     agents: dict[Annotated[str, Field(pattern=NAME_PATTERN)], AgentSpec] = Field(min_length=1)
+    dtmf: DtmfSpec | None = Field(None, description="keypad presses; unset = ignored")

@@ -15,6 +15,7 @@ from callserver.graph.builtin_tools import end_call_tool
 from callserver.graph.errors import ConfigIssue, no_such
 from callserver.graph.graph_models import AgentSpec, GraphFile
 from callserver.graph.placeholders import check_template
+from callserver.graph.resolve_dtmf import resolve_dtmf
 from callserver.graph.resolve_tools import resolve_guardrail, resolve_tool
 from callserver.graph.spec import AgentPlan, GraphSpec, Limits, handoff_tool_name
 from callserver.graph.yamlsrc import LineDict, format_path, locate
@@ -103,6 +104,15 @@ class GraphResolver:
             if plan is not None:
                 plans[key] = plan
         self._unreachable(gf)
+        dtmf, dtmf_issues = resolve_dtmf(
+            gf.dtmf,
+            agents=gf.agents,
+            data=self.data,
+            shown=self.shown,
+            known_bad=self.known_bad,
+            warn=self.warn,
+        )
+        self.issues.extend(dtmf_issues)
         if self.issues:
             return None
         limits = Limits(
@@ -121,6 +131,7 @@ class GraphResolver:
             greeting=gf.greeting,
             timezone=gf.timezone,
             guardrail_debounce_chars=gf.guardrail_debounce_chars,
+            dtmf=dtmf,
         )
 
     def _agent(
@@ -217,8 +228,9 @@ class GraphResolver:
     def _unreachable(self, gf: GraphFile) -> None:
         if gf.start not in gf.agents:
             return
-        seen = {gf.start}
-        todo = [gf.start]
+        keyed = [a.handoff for a in gf.dtmf.keys.values() if a.handoff] if gf.dtmf else []
+        seen = {gf.start, *(k for k in keyed if k in gf.agents)}
+        todo = list(seen)
         while todo:
             for edge in gf.agents[todo.pop()].handoffs:
                 if edge.agent in gf.agents and edge.agent not in seen:
@@ -226,4 +238,6 @@ class GraphResolver:
                     todo.append(edge.agent)
         for key in gf.agents:
             if key not in seen:
-                self.warn(f"agent {key!r} cannot be reached from {gf.start!r} by handoffs")
+                self.warn(
+                    f"agent {key!r} cannot be reached from {gf.start!r} by handoffs or DTMF keys"
+                )

@@ -21,6 +21,7 @@ from agents.realtime import (
 )
 
 from callserver.graph.context import CallInfo, CallToolContext
+from callserver.graph.dtmf_models import DtmfPlan
 from callserver.graph.placeholders import renderer
 from callserver.graph.routes import RouteResult, RouteTable
 from callserver.graph.session_models import AUDIO_FORMATS, SessionSettings
@@ -65,7 +66,7 @@ class BuiltGraph:
     run_config: RealtimeRunConfig
     greeting: str | None
     limits: Limits
-    dtmf: dict[str, Any] = field(default_factory=dict)
+    dtmf: DtmfPlan = field(default_factory=DtmfPlan)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -82,6 +83,7 @@ class GraphSpec:
     greeting: str | None
     timezone: str
     guardrail_debounce_chars: int
+    dtmf: DtmfPlan = field(default_factory=DtmfPlan)
 
     def __repr__(self) -> str:
         return f"GraphSpec(name={self.name!r}, file={self.file!r}, agents={list(self.agents)!r})"
@@ -149,6 +151,7 @@ class GraphSpec:
             run_config=run_config,
             greeting=render(self.greeting) if self.greeting else None,
             limits=self.limits,
+            dtmf=self.dtmf,
         )
 
 

@@ -84,6 +84,21 @@ def _message(err: Any, data: Any, path: list[str | int]) -> str:
     return msg[:1].lower() + msg[1:]
 
 
+def _shown_path(data: Any, path: list[str | int]) -> list[str | int]:
+    """``path`` with mapping keys YAML read as numbers (``1:`` in a DTMF map) made text, so
+    they print as ``dtmf.keys.1`` rather than like a list index."""
+    shown: list[str | int] = []
+    node = data
+    for part in path:
+        if isinstance(node, LineDict):
+            written = next((k for k in node if k == part and not isinstance(k, bool)), part)
+            shown.append(str(getattr(written, "source", written)))
+        else:
+            shown.append(part)
+        node = _node_at(node, [part])
+    return shown
+
+
 def pydantic_issues(file: str, data: Any, exc: ValidationError) -> list[ConfigIssue]:
     """One issue per pydantic error, located in the YAML source."""
     issues: dict[tuple[int, str, str], ConfigIssue] = {}
@@ -91,6 +106,6 @@ def pydantic_issues(file: str, data: Any, exc: ValidationError) -> list[ConfigIs
         loc = [p for p in err["loc"] if p != "[key]"]
         line, path = locate(data, loc)
         message = _message(err, data, path)
-        issue = ConfigIssue(file, line, format_path(path), message)
+        issue = ConfigIssue(file, line, format_path(_shown_path(data, path)), message)
         issues.setdefault((issue.line, issue.path, issue.message), issue)
     return list(issues.values())

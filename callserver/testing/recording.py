@@ -45,9 +45,16 @@ def attach_recorder(server: RunningServer, factory: CassetteRecorderFactory) -> 
 
 @contextlib.asynccontextmanager
 async def recording_server(
-    config: Path | str, directory: Path, *, slow_tool: str | None = SLOW_TOOL
+    config: Path | str,
+    directory: Path,
+    *,
+    slow_tool: str | None = SLOW_TOOL,
+    redact_fields: tuple[str, ...] = (),
 ) -> AsyncIterator[tuple[FakeOpenAI, RunningServer, CassetteRecorderFactory]]:
-    """A fake OpenAI and a recording callserver on ``config``; ``slow_tool`` hangs for 30 s."""
+    """A fake OpenAI and a recording callserver on ``config``; ``slow_tool`` hangs for 30 s.
+
+    ``redact_fields`` are extra names to redact, as ``recording_redact_fields`` would set.
+    """
     holder = ConfigHolder.load(Path(config))
     if slow_tool:
 
@@ -57,7 +64,9 @@ async def recording_server(
 
         others = {t for g in holder.current.graphs.values() for t in _tools(g)} - {slow_tool}
         holder = ConfigHolder(holder.path, stub_tools(holder.current, others, slow))
-    factory = CassetteRecorderFactory(directory=directory, secrets=["sk-test-not-a-real-key"])
+    factory = CassetteRecorderFactory(
+        directory=directory, secrets=["sk-test-not-a-real-key"], redact_fields=redact_fields
+    )
     async with FakeOpenAI() as fake:
         settings = test_settings(fake.base_url, config)
         async with run_callserver(settings, config=holder) as server:
