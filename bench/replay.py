@@ -48,6 +48,7 @@ async def bench(n: int, concurrency: int) -> list[tuple[str, str, str]]:
         ("events per cassette (mean)", f"{events:.0f}", "lines between header and footer"),
         ("start-up (fake + callserver)", f"{ready - started:.2f} s", ""),
         ("replay of all cassettes", f"{replayed - ready:.2f} s", ""),
+        ("events replayed per second", f"{events * n / (replayed - ready):.0f}", ""),
         (
             "per cassette p50 / p95",
             f"{pct(per, 50):.2f} / {pct(per, 95):.2f} s",

@@ -22,6 +22,7 @@ from callserver.calls.manager import CallManager, Draining
 from callserver.calls.registry import InMemoryRegistry
 from callserver.config_holder import ConfigHolder
 from callserver.metrics import Metrics
+from callserver.records.cassette import make_recorder_factory
 from callserver.records.outbox import Outbox
 from callserver.records.post_call import call_ended_listener
 from callserver.settings import Settings
@@ -93,8 +94,14 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             timeout_s=settings.http_timeout_s,
             on_retry=metrics.control_retry,
         )
+        recorder_factory = make_recorder_factory(settings, holder)
         manager = CallManager(
-            settings=settings, registry=registry, control=control, config=holder, metrics=metrics
+            settings=settings,
+            registry=registry,
+            control=control,
+            config=holder,
+            metrics=metrics,
+            recorder_factory=recorder_factory,
         )
         twilio = build_twilio(settings, manager, holder)
         outbox = await _start_outbox(settings, metrics, manager)
@@ -109,6 +116,8 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             yield
         finally:
             await manager.drain(settings.drain_timeout_s)
+            if recorder_factory is not None:
+                await recorder_factory.aclose()
             if outbox is not None:
                 await outbox.aclose()
             await control.aclose()

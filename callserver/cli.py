@@ -29,9 +29,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"callserver: bad setting: {exc}", file=sys.stderr)
         return 2
-    logs.configure(
-        settings.log_level, settings.log_format, redact_numbers=settings.redact_numbers
-    )
+    logs.configure(settings.log_level, settings.log_format, redact_numbers=settings.redact_numbers)
     if settings.webhook_secret is None and not settings.insecure_skip_signature:
         print(
             "callserver: OPENAI_WEBHOOK_SECRET is not set (whsec_...). Set it, or for local "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -61,6 +61,12 @@ class Settings(BaseModel):
     outbox_path: Path = Path("callserver-outbox.sqlite3")
     redact_numbers: bool = False
     """Leave caller/dialed numbers out of logs and post-call events (last 4 digits only)."""
+    recording_mode: Literal["off", "on", "sampled"] = "off"
+    """Write a cassette per call (``on``), per sampled call (``sampled``), or none."""
+    recording_sample_rate: Annotated[float, Field(ge=0, le=1)] = 1.0
+    recording_dir: Path = Path("recordings")
+    recording_redact_fields: tuple[str, ...] = ()
+    """Extra fields hidden in cassettes, e.g. From,To (caller numbers)."""
     admin_token: SecretStr | None = None
     """Enables the /admin API; requests must carry it as a bearer token."""
     redis_url: str | None = None
@@ -69,6 +75,13 @@ class Settings(BaseModel):
     """Name of this instance in the shared registry; default host:pid."""
     log_level: str = "INFO"
     log_format: str = "json"
+
+    @field_validator("recording_redact_fields", mode="before")
+    @classmethod
+    def _split_fields(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("postcall_urls", mode="before")
     @classmethod
@@ -131,6 +144,10 @@ class Settings(BaseModel):
             "postcall_secret": "CALLSERVER_POSTCALL_SECRET",
             "outbox_path": "CALLSERVER_OUTBOX_PATH",
             "redact_numbers": "CALLSERVER_REDACT_NUMBERS",
+            "recording_mode": "CALLSERVER_RECORDING",
+            "recording_sample_rate": "CALLSERVER_RECORDING_SAMPLE_RATE",
+            "recording_dir": "CALLSERVER_RECORDING_DIR",
+            "recording_redact_fields": "CALLSERVER_RECORDING_REDACT",
             "admin_token": "CALLSERVER_ADMIN_TOKEN",
             "redis_url": "REDIS_URL",
             "instance_id": "CALLSERVER_INSTANCE_ID",

@@ -342,3 +342,12 @@ def test_empty_or_missing_file(tmp_path: Path) -> None:
         read_cassette(empty)
     with pytest.raises(CassetteError, match="cannot read"):
         read_cassette(tmp_path / "missing.cassette.jsonl")
+
+
+async def test_cassettes_are_private_files(tmp_path: Path) -> None:
+    factory = _factory(tmp_path)
+    recorder = factory(_start())
+    assert recorder is not None
+    await recorder.close(complete=True)
+    await factory.aclose()
+    assert recorder.path.stat().st_mode & 0o777 == 0o600

@@ -14,6 +14,7 @@ from agents.tool_context import ToolContext
 
 from callserver.graph import load_config
 from callserver.graph.context import CallInfo, CallToolContext
+from callserver.graph.dtmf_models import DtmfPlan
 from callserver.testing import schemas as realtime_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +66,7 @@ def test_frontdesk_graph_builds_fresh_agents() -> None:
     assert built.greeting == "Thanks for calling. How can I help you today?"
     assert built.model == "gpt-realtime"
     assert built.limits.max_duration_s == 1800 and built.limits.idle_timeout_s == 30
-    assert built.dtmf == {}
+    assert built.dtmf == DtmfPlan() and not built.dtmf.enabled  # no dtmf: section
 
 
 async def test_handoff_returns_the_target_agent_of_the_same_call() -> None:

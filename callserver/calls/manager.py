@@ -215,6 +215,10 @@ class CallManager:
             return "max_duration", True
         return reason, reason != "caller_hangup"
 
+    @property
+    def recorder_factory(self) -> RecorderFactory | None:
+        return self._recorder_factory
+
     def _routing_info(self, call: IncomingCall) -> CallInfo:
         """What routing and placeholders see. A call that came in through our own Twilio
         TwiML was dialed to the project's SIP user, so the number the caller dialed rides in

@@ -62,6 +62,22 @@ def connect(url: str, *, op_timeout_s: float = 1.0, **kwargs: Any) -> Redis:
     return Redis.from_url(url, **options)
 
 
+def _cancel_count() -> int:
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
+
+
+def _honour_cancellation(before: int, cause: BaseException | None = None) -> None:
+    """Re-raise a cancel requested during a Redis operation that the client swallowed.
+
+    Seen with redis-py on Python 3.11: a cancel that races a socket timeout or a retry can end
+    up as a normal return or a TimeoutError. A task being cancelled must stop (otherwise a
+    shutdown waits forever), not carry on as if Redis had answered or were merely down.
+    """
+    if _cancel_count() > before:
+        raise asyncio.CancelledError() from cause
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class CallLocation:
     """Where a call lives, as Redis sees it: who owns it and whether its lease is current."""
@@ -136,12 +152,16 @@ class RedisRegistry:
 
     async def _op(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         """One Redis operation under a deadline; unreachable or slow -> RegistryUnavailable."""
+        before = _cancel_count()
         try:
             async with asyncio.timeout(self._op_timeout):
-                return await fn()
+                result = await fn()
         except _UNAVAILABLE_ERRORS as exc:
+            _honour_cancellation(before, exc)
             detail = str(exc) or type(exc).__name__
             raise RegistryUnavailable(f"redis {what}: {detail}") from exc
+        _honour_cancellation(before)
+        return result
 
     # ---- claims and slots (global decisions) -----------------------------------------------
 
@@ -323,11 +343,14 @@ class RedisRegistry:
         return record if record is not None and record.live else None
 
     async def healthy(self) -> tuple[bool, str]:
+        before = _cancel_count()
         try:
             async with asyncio.timeout(min(self._op_timeout, 0.5)):
                 await self.client.ping()
         except _UNAVAILABLE_ERRORS as exc:
+            _honour_cancellation(before, exc)
             return False, f"redis unreachable: {str(exc) or type(exc).__name__}"
+        _honour_cancellation(before)
         return True, f"redis ok (instance {self.instance_id})"
 
     def is_local(self, call_id: str) -> bool:

@@ -149,10 +149,10 @@ class CallSession:
     async def switch_agent(self, agent: RealtimeAgent[Any]) -> None:
         """Make ``agent`` the active one (a handoff not chosen by the model, e.g. a key
         press). The SDK emits no handoff event for this, so it is recorded here."""
-        if self.session is None:
-            return
         record = self._record
         previous = record.current_agent
+        if self.session is None or previous == agent.name:
+            return  # already there (agent names are unique in a graph): not a handoff
         await self.session.update_agent(agent)
         record.handoffs += 1
         self._metrics.handoff(record.graph)

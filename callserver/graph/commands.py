@@ -60,6 +60,10 @@ def _graph_lines(graph: GraphSpec) -> list[str]:
         out.append(f"  agent {key} ({plan.name!r}): tools [{tools}], guardrails [{guards}]")
         for target, _ in plan.handoffs:
             out.append(f"    handoff {key} -> {target}")
+    dtmf = graph.dtmf
+    if dtmf.enabled:
+        keys = ", ".join(f"{k} {a.kind} {a.value}".rstrip() for k, a in dtmf.keys.items())
+        out.append(f"  dtmf: [{keys or '-'}], unmatched {dtmf.unmatched}")
     return out
 
 

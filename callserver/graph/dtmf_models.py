@@ -86,6 +86,7 @@ class DtmfSpec(Strict):
     keys: dict[DtmfKey, DtmfActionSpec] = Field(
         default_factory=dict,
         description="'1', '*', '#' or a sequence ending in '#' such as '123#' -> action",
+        json_schema_extra={"propertyNames": {"pattern": KEY_PATTERN.pattern}},
     )
     unmatched: Literal["message", "ignore"] = Field(
         "message",

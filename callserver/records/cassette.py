@@ -17,6 +17,7 @@ made by :func:`make_recorder_factory` decides per call whether to record at all.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -217,12 +218,19 @@ class CassetteRecorderFactory:
         """Flush and close everything (blocking): call once at shutdown, after the calls."""
         self.writer.stop()
 
+    async def aclose(self) -> None:
+        """:meth:`stop` without blocking the event loop (for the app's lifespan)."""
+        await asyncio.to_thread(self.writer.stop)
 
-def make_recorder_factory(settings: Any, config: Any = None) -> CassetteRecorderFactory | None:
+
+def make_recorder_factory(
+    settings: Any, config: Any = None, *, on_error: Callable[[], None] | None = None
+) -> CassetteRecorderFactory | None:
     """The recorder factory the settings ask for, or None when recording is off.
 
     ``config`` (a ``ConfigHolder``, optional) lets the redactor know the HTTP tool secrets
-    of the config that serves each call. Settings read (all optional, default off):
+    of the config that serves each call; ``on_error`` is called on every write error (a
+    metrics counter). Settings read (all optional, default off):
     ``recording_mode`` (off|on|sampled), ``recording_sample_rate`` (0..1),
     ``recording_dir`` (default ./recordings), ``recording_redact_fields`` (extra names).
     """
@@ -244,4 +252,5 @@ def make_recorder_factory(settings: Any, config: Any = None) -> CassetteRecorder
         secrets=settings_secrets(settings),
         redact_fields=tuple(fields),
         config=config,
+        on_error=on_error,
     )

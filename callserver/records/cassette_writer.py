@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -147,7 +148,9 @@ class CassetteWriter:
             self._paths[message.key] = message.path
             try:
                 message.path.parent.mkdir(parents=True, exist_ok=True)
-                handle = open(message.path, "x", encoding="utf-8")
+                # Owner-only: a cassette holds what callers said.
+                fd = os.open(message.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                handle = os.fdopen(fd, "w", encoding="utf-8")
             except OSError as exc:
                 self._error(message.key, "open", exc)
                 self._files[message.key] = None

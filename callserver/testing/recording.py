@@ -25,22 +25,11 @@ from callserver.testing.harness import (
 )
 from callserver.testing.replay_tools import stub_tools
 
-__all__ = ["SCENARIOS", "Scenario", "attach_recorder", "recording_server"]
+__all__ = ["SCENARIOS", "Scenario", "recording_server"]
 
 Scenario = Callable[[FakeOpenAI, RunningServer], Awaitable[str]]
 SLOW_TOOL = "book_appointment"
 """In recording runs this tool takes 30 s, so a caller can hang up while it runs."""
-
-
-def attach_recorder(server: RunningServer, factory: CassetteRecorderFactory) -> None:
-    """Make a running callserver record every call through ``factory``.
-
-    Once the settings carry ``recording_mode`` the app does this itself; until then tests
-    and the recording script attach the factory to the manager directly.
-    """
-    manager = server.services.manager
-    manager._recorder_factory = factory  # type: ignore[attr-defined]
-    manager._control.observer = manager._observe_rest  # type: ignore[attr-defined]
 
 
 @contextlib.asynccontextmanager
@@ -64,18 +53,21 @@ async def recording_server(
 
         others = {t for g in holder.current.graphs.values() for t in _tools(g)} - {slow_tool}
         holder = ConfigHolder(holder.path, stub_tools(holder.current, others, slow))
-    factory = CassetteRecorderFactory(
-        directory=directory, secrets=["sk-test-not-a-real-key"], redact_fields=redact_fields
-    )
     async with FakeOpenAI() as fake:
-        settings = test_settings(fake.base_url, config)
+        settings = test_settings(
+            fake.base_url,
+            config,
+            recording_mode="on",
+            recording_dir=directory,
+            recording_redact_fields=redact_fields,
+        )
         async with run_callserver(settings, config=holder) as server:
-            attach_recorder(server, factory)
+            factory = server.services.manager.recorder_factory
+            assert isinstance(factory, CassetteRecorderFactory)
             try:
                 yield fake, server, factory
             finally:
                 await asyncio.sleep(0)
-        factory.stop()
 
 
 def _tools(graph: Any) -> set[str]:

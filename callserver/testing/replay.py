@@ -240,6 +240,11 @@ class Replayer:
             replay.diverge(1e9, 0, f"the call did not end within {self.timeout:g}s")
             await manager.end(call_id, "replay_aborted", hangup=True)
         record = await manager.registry.get(call_id)
+        recorded_graph = replay.cassette.graph
+        if record is not None and recorded_graph and record.graph != recorded_graph:
+            replay.diverge(
+                0.0, 0, f"routed to graph {record.graph!r}; the recording used {recorded_graph!r}"
+            )
         if not replay.failed:
             replay.check_end(record.end_reason if record else None)
         replay.check_rest(
