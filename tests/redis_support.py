@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import urllib.parse
 from typing import Any
 
 import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from callserver.calls.redis_registry import connect
+from callserver.calls.redis_client import connect
 
 TEST_REDIS_URL = os.environ.get("CALLSERVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -63,6 +64,12 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
+
+    @classmethod
+    def to(cls, url: str) -> TcpProxy:
+        """A proxy in front of the Redis server a ``redis://`` URL names."""
+        parsed = urllib.parse.urlsplit(url)
+        return cls(parsed.hostname or "127.0.0.1", parsed.port or 6379)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)

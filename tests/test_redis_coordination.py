@@ -25,7 +25,11 @@ class Recorder:
         self.name = name
         self.ends: list[tuple[str, str]] = []
         self.hangups: list[str] = []
+        self.transfers: list[tuple[str, str, str]] = []
         self._fail = fail_hangups
+
+    async def on_transfer(self, call_id: str, target: str, reason: str) -> None:
+        self.transfers.append((call_id, target, reason))
 
     async def on_end_request(self, call_id: str, reason: str) -> None:
         self.ends.append((call_id, reason))
@@ -62,6 +66,7 @@ class Cluster:
             registry,
             on_end_request=recorder.on_end_request,
             on_orphan=recorder.on_orphan,
+            on_transfer=recorder.on_transfer,
             sweep_interval_s=0.1,
             **kwargs,
         )
@@ -154,6 +159,22 @@ async def test_end_request_is_routed_to_the_owner(cluster: Cluster) -> None:
     await eventually(lambda: a.ends == [("rtc_1", "twilio_completed")])
     assert b.ends == [] and a.hangups == b.hangups == []
     assert await coord_b.request_end("rtc_nope", "admin") == "unknown"
+
+
+async def test_transfer_is_routed_to_the_owner(cluster: Cluster) -> None:
+    a, b = Recorder("a"), Recorder("b")
+    reg_a, coord_a = await cluster.instance("a", a)
+    _, coord_b = await cluster.instance("b", b)
+    await start_calls(reg_a, ["rtc_1"])
+    dead = cluster.registry("dead")
+    await start_calls(dead, ["rtc_2"])
+
+    assert await coord_a.request_transfer("rtc_1", "sip:desk@example.com") == "local"
+    assert await coord_b.request_transfer("rtc_1", "sip:desk@example.com", "admin") == "routed"
+    await eventually(lambda: a.transfers == [("rtc_1", "sip:desk@example.com", "admin")])
+    assert await coord_b.request_transfer("rtc_2", "sip:desk@example.com") == "unreachable"
+    assert await coord_b.request_transfer("rtc_nope", "sip:desk@example.com") == "unknown"
+    assert b.transfers == [] and a.ends == b.ends == []
 
 
 async def test_end_request_for_a_dead_owner_hangs_up_here(cluster: Cluster) -> None:

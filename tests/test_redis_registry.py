@@ -179,7 +179,7 @@ async def test_local_fallback_decides_in_process(make_reg: MakeRegistry) -> None
 async def test_recovers_when_redis_returns_and_resyncs(
     make_reg: MakeRegistry, redis_url: str
 ) -> None:
-    proxy = TcpProxy("127.0.0.1", 6379)
+    proxy = TcpProxy.to(redis_url)
     await proxy.start()
     db = redis_url.rsplit("/", 1)[-1]
     a = make_reg("a", url=f"redis://127.0.0.1:{proxy.port}/{db}", op_timeout_s=0.5)
@@ -213,7 +213,7 @@ async def test_recovers_when_redis_returns_and_resyncs(
 
 
 async def test_coordinator_survives_redis_outage(make_reg: MakeRegistry, redis_url: str) -> None:
-    proxy = TcpProxy("127.0.0.1", 6379)
+    proxy = TcpProxy.to(redis_url)
     await proxy.start()
     db = redis_url.rsplit("/", 1)[-1]
     a = make_reg("a", url=f"redis://127.0.0.1:{proxy.port}/{db}", op_timeout_s=0.3, lease_s=0.6)

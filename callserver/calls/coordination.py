@@ -37,9 +37,24 @@ EndRequestFn = Callable[[str, str], Awaitable[object]]
 """(call_id, reason): end a call this instance owns (wire to ``CallManager.end``)."""
 OrphanFn = Callable[[str], Awaitable[object]]
 """(call_id): hang a call up at OpenAI through REST; a 404 (already gone) must not raise."""
+TransferFn = Callable[[str, str, str], Awaitable[object]]
+"""(call_id, target_uri, reason): transfer a call this instance owns (``CallManager.transfer``)."""
 EndRoute = Literal["local", "routed", "hung_up", "unknown"]
+TransferRoute = Literal["local", "routed", "unreachable", "unknown"]
 
 RESUBSCRIBE_MAX_S = 5.0
+STOP_TIMEOUT_S = 5.0
+
+
+def _stop_if_cancelled() -> None:
+    """Raise if this task was asked to stop but a library swallowed the CancelledError.
+
+    The loops below only run in tasks the coordinator owns, which nobody else cancels, so
+    any pending cancel request means ``aclose``.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError()
 
 
 class Coordinator:
@@ -51,6 +66,7 @@ class Coordinator:
         *,
         on_end_request: EndRequestFn | None = None,
         on_orphan: OrphanFn | None = None,
+        on_transfer: TransferFn | None = None,
         sweep_interval_s: float | None = None,
         renew_interval_s: float | None = None,
         max_sweep_attempts: int = 5,
@@ -62,6 +78,7 @@ class Coordinator:
         self.renew_interval_s = renew_interval_s or max(registry.lease_s / 3, 0.05)
         self._on_end_request = on_end_request
         self._on_orphan = on_orphan
+        self._on_transfer = on_transfer
         self._max_attempts = max_sweep_attempts
         self._owns_client = owns_client
         self._tasks: list[asyncio.Task[None]] = []
@@ -70,10 +87,17 @@ class Coordinator:
         self.subscribed = asyncio.Event()
         """Set while the end-request subscription is live (tests wait on it)."""
 
-    def bind(self, *, on_end_request: EndRequestFn, on_orphan: OrphanFn) -> None:
+    def bind(
+        self,
+        *,
+        on_end_request: EndRequestFn,
+        on_orphan: OrphanFn,
+        on_transfer: TransferFn | None = None,
+    ) -> None:
         """Attach the callbacks (the manager is usually built after the registry)."""
         self._on_end_request = on_end_request
         self._on_orphan = on_orphan
+        self._on_transfer = on_transfer
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -95,7 +119,9 @@ class Coordinator:
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+            if pending:
+                log.error("coordinator tasks did not stop: %s", [t.get_name() for t in pending])
         if self._owns_client:
             await self.registry.aclose()
 
@@ -109,6 +135,7 @@ class Coordinator:
     async def _renew_loop(self) -> None:
         while True:
             await self.renew_once()
+            _stop_if_cancelled()
             await asyncio.sleep(self.renew_interval_s)
 
     async def renew_once(self) -> bool:
@@ -145,7 +172,8 @@ class Coordinator:
             return "unknown"
         me = self.registry.instance_id
         if where.lease_alive and where.owner and where.owner != me:
-            if await self.registry.publish_end(where.owner, call_id, reason) > 0:
+            request = {"action": "end", "call_id": call_id, "reason": reason}
+            if await self.registry.publish_request(where.owner, request) > 0:
                 return "routed"
             log.warning(
                 "owner %s not listening; hanging up here", where.owner, extra={"call_id": call_id}
@@ -160,6 +188,28 @@ class Coordinator:
             "hung_up" if await self._reap(call_id, note=f"end requested: {reason}") else "unknown"
         )
 
+    async def request_transfer(
+        self, call_id: str, target_uri: str, reason: str = "transferred"
+    ) -> TransferRoute:
+        """Route a cold transfer to the call's owner (only the owner can end its session).
+
+        ``local``: transfer it here. ``routed``: the owner received it. ``unreachable``: the
+        owner is gone or not listening (the orphan sweep will hang the call up). ``unknown``:
+        no live call by that id. Raises RegistryUnavailable when Redis cannot be asked.
+        """
+        if self.registry.is_local(call_id):
+            return "local"
+        where = await self.registry.locate(call_id)
+        if where is None or where.state in (CallState.ENDED.value, CallState.ENDING.value):
+            return "unknown"
+        if not where.lease_alive or not where.owner or where.owner == self.registry.instance_id:
+            return "unreachable"
+        request = {"action": "transfer", "call_id": call_id, "reason": reason}
+        request["target"] = target_uri
+        if await self.registry.publish_request(where.owner, request) > 0:
+            return "routed"
+        return "unreachable"
+
     async def _subscribe_loop(self) -> None:
         channel = self.registry.end_channel(self.registry.instance_id)
         backoff = 0.1
@@ -172,11 +222,13 @@ class Coordinator:
                 backoff = 0.1
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
+                    _stop_if_cancelled()
                     if message is not None:
                         self._on_message(message.get("data"))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                _stop_if_cancelled()
                 log.warning("end-request subscription lost (%s); resubscribing", exc)
             finally:
                 self.subscribed.clear()
@@ -188,12 +240,28 @@ class Coordinator:
     def _on_message(self, data: Any) -> None:
         try:
             message = json.loads(data)
+            action = message.get("action", "end")
             call_id, reason = str(message["call_id"]), str(message["reason"])
-        except (TypeError, ValueError, KeyError):
-            log.warning("malformed end request ignored")
+            target = str(message["target"]) if action == "transfer" else ""
+        except (TypeError, ValueError, KeyError, AttributeError):
+            log.warning("malformed routed request ignored")
             return
-        log.info("end requested by %s", message.get("from"), extra={"call_id": call_id})
-        self._spawn(self._end_request(call_id, reason), name=f"routed-end:{call_id}")
+        log.info("%s requested by %s", action, message.get("from"), extra={"call_id": call_id})
+        if action == "end":
+            self._spawn(self._end_request(call_id, reason), name=f"routed-end:{call_id}")
+        elif action == "transfer":
+            self._spawn(self._transfer(call_id, target, reason), name=f"routed-transfer:{call_id}")
+        else:
+            log.warning("unknown routed action %r ignored", action, extra={"call_id": call_id})
+
+    async def _transfer(self, call_id: str, target: str, reason: str) -> None:
+        if self._on_transfer is None:
+            log.error("transfer routed here but no on_transfer bound", extra={"call_id": call_id})
+            return
+        try:
+            await self._on_transfer(call_id, target, reason)
+        except Exception:
+            log.exception("routed transfer failed", extra={"call_id": call_id})
 
     async def _end_request(self, call_id: str, reason: str) -> None:
         assert self._on_end_request is not None
@@ -212,6 +280,7 @@ class Coordinator:
                     await self.sweep_once()
                 except RegistryUnavailable as exc:
                     log.warning("orphan sweep skipped: %s", exc)
+            _stop_if_cancelled()
 
     def sweep_ready(self) -> bool:
         """Connected for a full lease, so live owners had their chance to renew."""

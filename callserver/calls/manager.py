@@ -90,7 +90,7 @@ class CallManager:
 
     # ---- intake ---------------------------------------------------------------------------
 
-    async def handle_incoming(self, call: IncomingCall) -> str:
+    async def handle_incoming(self, call: IncomingCall, *, received: float | None = None) -> str:
         """Claim and start a call; returns ``started`` or ``duplicate``.
 
         Raises :class:`Draining` while shutting down, *before* claiming anything, so the
@@ -112,6 +112,8 @@ class CallManager:
             dialed=call.dialed,
             twilio_call_sid=call.twilio_call_sid,
         )
+        if received is not None:  # the ring deadline counts from the webhook's arrival
+            record.created_mono = received
         await self.registry.put(record)
         if call.twilio_call_sid:
             await self.registry.link_call_sid(call.twilio_call_sid, call.call_id)
@@ -178,6 +180,7 @@ class CallManager:
             run_config=built.run_config,
             context=context,
         )
+        record.accept_sent_mono = time.monotonic()
         try:
             await self._control.accept(record.call_id, body, deadline=deadline)
         except CallGone:

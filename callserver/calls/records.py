@@ -59,6 +59,8 @@ class CallRecord:
     state: CallState = CallState.INCOMING
     created_at: float = dataclasses.field(default_factory=time.time)
     created_mono: float = dataclasses.field(default_factory=time.monotonic)
+    accept_sent_mono: float | None = None
+    """When the first accept request left (webhook -> accept-sent is the ring-time cost)."""
     accepted_mono: float | None = None
     ending_mono: float | None = None
     ended_mono: float | None = None

@@ -17,22 +17,21 @@ from typing import Any
 
 from callserver.calls.records import CallRecord, CallState, ToolCall
 
-_PLAIN_FIELDS = (
-    "call_id",
-    "caller",
-    "dialed",
-    "twilio_call_sid",
-    "graph",
-    "route",
-    "config_hash",
-    "created_at",
-    "current_agent",
-    "agents_visited",
-    "handoffs",
-    "guardrail_trips",
-    "errors",
-    "usage",
-)
+_SPECIAL = {"state", "end_reason", "tool_calls"}
+"""Travel outside the plain JSON fields: state/end_reason as hash fields, tool calls as dicts."""
+
+
+def _plain_fields() -> tuple[str, ...]:
+    """Every CallRecord field except monotonic clocks and the special ones, so a field added
+    to the record later is shared between instances without touching this module."""
+    return tuple(
+        f.name
+        for f in dataclasses.fields(CallRecord)
+        if f.name not in _SPECIAL and not f.name.endswith("_mono")
+    )
+
+
+_PLAIN_FIELDS = _plain_fields()
 
 
 def encode(record: CallRecord) -> str:
@@ -54,7 +53,7 @@ def decode(fields: Mapping[str, str]) -> CallRecord | None:
     data = json.loads(raw)
     record = CallRecord(call_id=data["call_id"])
     for name in _PLAIN_FIELDS:
-        if name in data and data[name] is not None:
+        if data.get(name) is not None:
             setattr(record, name, data[name])
     record.tool_calls = [ToolCall(**t) for t in data.get("tool_calls") or []]
     record.state = CallState(fields.get("state") or CallState.INCOMING.value)

@@ -13,12 +13,12 @@ Failure policy, so that losing Redis never takes calls down with it:
   ``link_call_sid``) never raise: the local state is authoritative and
   :meth:`RedisRegistry.renew_leases` re-syncs it once Redis is back.
 
-The client must be created with ``decode_responses=True``.
+The client must be created with ``decode_responses=True``: use
+:func:`callserver.calls.redis_client.connect`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import dataclasses
 import json
@@ -28,54 +28,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from callserver.calls import redis_codec, redis_scripts
 from callserver.calls.records import CallRecord, CallState
+from callserver.calls.redis_client import run_op
 from callserver.calls.registry import InMemoryRegistry, RegistryUnavailable
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_UNAVAILABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
-
-
-def connect(url: str, *, op_timeout_s: float = 1.0, **kwargs: Any) -> Redis:
-    """An asyncio client configured the way the registry expects.
-
-    ``str`` responses; socket timeouts so a silent network cannot hang a call; one immediate
-    retry, so a pooled connection that went stale while Redis restarted costs nothing.
-    Connecting is lazy: nothing is contacted until the first command.
-    """
-    options: dict[str, Any] = {
-        "decode_responses": True,
-        "socket_timeout": op_timeout_s,
-        "socket_connect_timeout": op_timeout_s,
-        "retry": Retry(NoBackoff(), 1),
-        "health_check_interval": 10,
-    }
-    options.update(kwargs)
-    return Redis.from_url(url, **options)
-
-
-def _cancel_count() -> int:
-    task = asyncio.current_task()
-    return task.cancelling() if task is not None else 0
-
-
-def _honour_cancellation(before: int, cause: BaseException | None = None) -> None:
-    """Re-raise a cancel requested during a Redis operation that the client swallowed.
-
-    Seen with redis-py on Python 3.11: a cancel that races a socket timeout or a retry can end
-    up as a normal return or a TimeoutError. A task being cancelled must stop (otherwise a
-    shutdown waits forever), not carry on as if Redis had answered or were merely down.
-    """
-    if _cancel_count() > before:
-        raise asyncio.CancelledError() from cause
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -151,17 +112,7 @@ class RedisRegistry:
         return self._key("end:", instance_id)
 
     async def _op(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
-        """One Redis operation under a deadline; unreachable or slow -> RegistryUnavailable."""
-        before = _cancel_count()
-        try:
-            async with asyncio.timeout(self._op_timeout):
-                result = await fn()
-        except _UNAVAILABLE_ERRORS as exc:
-            _honour_cancellation(before, exc)
-            detail = str(exc) or type(exc).__name__
-            raise RegistryUnavailable(f"redis {what}: {detail}") from exc
-        _honour_cancellation(before)
-        return result
+        return await run_op(what, fn, self._op_timeout)
 
     # ---- claims and slots (global decisions) -----------------------------------------------
 
@@ -210,7 +161,9 @@ class RedisRegistry:
         return ok
 
     async def release_slot(self, call_id: str) -> None:
-        self._slots.pop(call_id, None)
+        """Release a slot this instance holds; another instance's slot is never touched."""
+        if self._slots.pop(call_id, None) is None:
+            return
         if self._fallback is not None:
             await self._fallback.release_slot(call_id)
         try:
@@ -283,7 +236,12 @@ class RedisRegistry:
 
     async def finished(self, record: CallRecord) -> None:
         call_id = record.call_id
-        self._owned.pop(call_id, None)
+        if self._owned.pop(call_id, None) is None:
+            # A snapshot of another instance's call: only its owner may end it.
+            log.error(
+                "finished() for a call this instance does not own", extra={"call_id": call_id}
+            )
+            return
         self._lost.discard(call_id)
         self._ended[call_id] = record
         while len(self._ended) > self._keep_ended:
@@ -297,24 +255,25 @@ class RedisRegistry:
             self._pending_finish[call_id] = record
 
     async def _write_finished(self, record: CallRecord) -> None:
-        key = self._key("call:", record.call_id)
+        fields = {
+            "owner": self.instance_id,
+            "state": record.state.value,
+            "end_reason": record.end_reason or "",
+            "data": redis_codec.encode(record),
+        }
+        await self._write_ended(record.call_id, fields, record.twilio_call_sid)
+
+    async def _write_ended(self, call_id: str, fields: dict[str, str], sid: str | None) -> None:
+        """Mark a call ended (kept ``ended_ttl_s`` for lookups), off the live set and CallSid."""
+        key = self._key("call:", call_id)
 
         async def write() -> None:
             async with self.client.pipeline(transaction=True) as pipe:
-                pipe.hset(
-                    key,
-                    mapping={
-                        "owner": self.instance_id,
-                        "state": record.state.value,
-                        "end_reason": record.end_reason or "",
-                        "data": redis_codec.encode(record),
-                        "ended_at": str(time.time()),
-                    },
-                )
+                pipe.hset(key, mapping={**fields, "ended_at": str(time.time())})
                 pipe.expire(key, self._ended_ttl)
-                pipe.zrem(self._live_key, record.call_id)
-                if record.twilio_call_sid:
-                    pipe.delete(self._key("sid:", record.twilio_call_sid))
+                pipe.zrem(self._live_key, call_id)
+                if sid:
+                    pipe.delete(self._key("sid:", sid))
                 await pipe.execute()
 
         await self._op("finish record", write)
@@ -343,14 +302,10 @@ class RedisRegistry:
         return record if record is not None and record.live else None
 
     async def healthy(self) -> tuple[bool, str]:
-        before = _cancel_count()
         try:
-            async with asyncio.timeout(min(self._op_timeout, 0.5)):
-                await self.client.ping()
-        except _UNAVAILABLE_ERRORS as exc:
-            _honour_cancellation(before, exc)
-            return False, f"redis unreachable: {str(exc) or type(exc).__name__}"
-        _honour_cancellation(before)
+            await run_op("ping", self.client.ping, min(self._op_timeout, 0.5))
+        except RegistryUnavailable as exc:
+            return False, f"redis unreachable ({exc})"
         return True, f"redis ok (instance {self.instance_id})"
 
     def is_local(self, call_id: str) -> bool:
@@ -365,9 +320,6 @@ class RedisRegistry:
         return where.owner
 
     # ---- used by the Coordinator -----------------------------------------------------------
-
-    def owned_ids(self) -> list[str]:
-        return list(self._owned)
 
     async def locate(self, call_id: str) -> CallLocation | None:
         """Owner, state and lease of a call; None if Redis knows nothing of it."""
@@ -446,27 +398,17 @@ class RedisRegistry:
             record.errors.append(note)
             data = redis_codec.encode(record)
 
-        async def write() -> None:
-            async with self.client.pipeline(transaction=True) as pipe:
-                mapping = {"state": CallState.ENDED.value, "end_reason": "owner_lost"}
-                mapping["ended_at"] = str(time.time())
-                if data:
-                    mapping["data"] = data
-                pipe.hset(key, mapping=mapping)
-                pipe.expire(key, self._ended_ttl)
-                pipe.zrem(self._live_key, call_id)
-                if record is not None and record.twilio_call_sid:
-                    pipe.delete(self._key("sid:", record.twilio_call_sid))
-                await pipe.execute()
-
-        await self._op("finish orphan", write)
+        ended = {"state": CallState.ENDED.value, "end_reason": "owner_lost"}
+        if data:
+            ended["data"] = data
+        await self._write_ended(call_id, ended, record.twilio_call_sid if record else None)
         await self._release_remote(call_id)
 
-    async def publish_end(self, owner: str, call_id: str, reason: str) -> int:
-        """Ask ``owner`` to end a call; the number of subscribers that received it."""
-        message = json.dumps({"call_id": call_id, "reason": reason, "from": self.instance_id})
+    async def publish_request(self, owner: str, request: dict[str, str]) -> int:
+        """Send a request to ``owner``'s channel; the number of subscribers that received it."""
+        message = json.dumps({**request, "from": self.instance_id})
         channel = self.end_channel(owner)
-        return int(await self._op("publish end", lambda: self.client.publish(channel, message)))
+        return int(await self._op("publish", lambda: self.client.publish(channel, message)))
 
     async def aclose(self) -> None:
         """Close the Redis client (its connection pool)."""

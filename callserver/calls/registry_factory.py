@@ -47,7 +47,8 @@ def make_registry(
         return registry, None
 
     from callserver.calls.coordination import Coordinator
-    from callserver.calls.redis_registry import RedisRegistry, connect
+    from callserver.calls.redis_client import connect
+    from callserver.calls.redis_registry import RedisRegistry
 
     lease = lease_s or getattr(settings, "redis_lease_s", None) or DEFAULT_LEASE_S
     sweep = sweep_interval_s or getattr(settings, "redis_sweep_interval_s", None)
