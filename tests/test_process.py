@@ -183,3 +183,62 @@ async def test_sighup_reloads_config(fake_openai: FakeOpenAI, tmp_path: Path) ->
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_post_call_event_survives_kill_9(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    """The receiver is down when the call ends; callserver is killed (-9) before it can
+    deliver; the restarted process delivers the same signed event."""
+    import json
+    import sqlite3
+
+    from pytest_httpserver import HTTPServer
+    from svix.webhooks import Webhook
+
+    secret = "whsec_" + "a2lsbC1uaW5lLXBvc3RjYWxsLXRlc3Qtc2VjcmV0IQ=="
+    outbox = tmp_path / "outbox.sqlite3"
+    receiver_port = free_port()
+    down = f"http://127.0.0.1:{receiver_port}/hooks"  # nothing listens here yet
+    env = service_env(
+        fake_openai,
+        CALLSERVER_POSTCALL_URLS=down,
+        CALLSERVER_POSTCALL_SECRET=secret,
+        CALLSERVER_OUTBOX_PATH=str(outbox),
+    )
+    port = free_port()
+    proc = await start_service(env, port)
+    try:
+        call_id, _ = await fake_openai.send_incoming_call(
+            f"http://127.0.0.1:{port}/webhooks/openai", TEST_WEBHOOK_SECRET
+        )
+        await fake_openai.wait_connected(call_id)
+        await fake_openai.caller_hangs_up(call_id)
+
+        def queued() -> bool:
+            if not outbox.exists():
+                return False
+            with sqlite3.connect(outbox) as db:
+                return db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 1
+
+        await wait_for(queued, timeout=10, what="event in the outbox")
+        proc.kill()
+        await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    httpserver = HTTPServer(host="127.0.0.1", port=receiver_port)  # the receiver is back
+    httpserver.expect_request("/hooks", method="POST").respond_with_data("ok")
+    httpserver.start()
+    proc = await start_service(env, free_port())
+    try:
+        await wait_for(lambda: len(httpserver.log) >= 1, timeout=15, what="delivery")
+        request, _ = httpserver.log[0]
+        Webhook(secret).verify(request.get_data(), dict(request.headers))
+        event = json.loads(request.get_data())
+        assert event["type"] == "call.ended" and event["data"]["call_id"] == call_id
+        assert event["data"]["end_reason"] == "caller_hangup"
+    finally:
+        httpserver.stop()
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), timeout=15)
