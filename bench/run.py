@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -186,16 +187,22 @@ async def memory_per_call(n: int) -> dict[str, float]:
                     break
                 except httpx.HTTPError:
                     await asyncio.sleep(0.05)
-            settings = test_settings(base_url, CONFIG, max_concurrent_calls=n + 10)
+            settings = test_settings(base_url, CONFIG, max_concurrent_calls=n + 50)
             async with run_callserver(settings) as server:
-                # Warm up one call so one-time imports and caches are not counted per call.
-                await _place(client, server.webhook_url)
-                await _wait_sessions(server, 1)
+                # Warm up with a few calls so one-time imports, caches and allocator arenas
+                # are not counted per call.
+                warm = 20
+                for _ in range(warm):
+                    await _place(client, server.webhook_url)
+                await _wait_sessions(server, warm)
+                await asyncio.sleep(0.5)
+                gc.collect()
                 before = rss_mib()
                 for _ in range(n):
                     await _place(client, server.webhook_url)
-                await _wait_sessions(server, n + 1, timeout=60)
+                await _wait_sessions(server, n + warm, timeout=60)
                 await asyncio.sleep(0.5)
+                gc.collect()
                 after = rss_mib()
                 attached = len(server.services.manager._sessions)
                 return {
