@@ -102,6 +102,10 @@ async def test_post_call_event_delivered_and_signed(
     assert [t["name"] for t in data["tool_calls"]] == ["get_weather"]
     assert "+14255551212" not in body.decode()  # redacted
     assert data["usage"]["total_tokens"] > 0
+    assert [(turn["role"], turn["text"]) for turn in data["transcript"]] == [
+        ("agent", "It is sunny in Lima.")
+    ]
+    assert data["transcript"][0]["agent"] == "Customer Service"
 
 
 async def test_healthz_and_readyz(callserver: RunningServer) -> None:

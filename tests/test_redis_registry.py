@@ -223,6 +223,7 @@ async def test_coordinator_survives_redis_outage(make_reg: MakeRegistry, redis_u
 
     coordinator = Coordinator(a, on_end_request=nothing, on_orphan=nothing)
     await coordinator.start()
+    tasks = list(coordinator._tasks)
     try:
         await asyncio.wait_for(coordinator.subscribed.wait(), 2)
         assert await coordinator.renew_once()
@@ -240,7 +241,7 @@ async def test_coordinator_survives_redis_outage(make_reg: MakeRegistry, redis_u
     finally:
         await coordinator.aclose()
         await proxy.stop()
-    assert all(task.done() for task in coordinator._tasks)
+    assert tasks and all(task.done() for task in tasks)
 
 
 async def test_factory_picks_the_registry_from_settings() -> None:

@@ -84,6 +84,7 @@ class Coordinator:
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[Any]] = set()
         self._healthy_since: float | None = None
+        self._down_logged = False
         self.subscribed = asyncio.Event()
         """Set while the end-request subscription is live (tests wait on it)."""
 
@@ -143,10 +144,12 @@ class Coordinator:
         try:
             lost = await self.registry.renew_leases()
         except RegistryUnavailable as exc:
-            if self._healthy_since is not None:
-                log.error("redis lost; calls in progress continue: %s", exc)
+            if self._healthy_since is not None or not self._down_logged:
+                log.error("redis unreachable; calls in progress continue: %s", exc)
+                self._down_logged = True
             self._healthy_since = None
             return False
+        self._down_logged = False
         if self._healthy_since is None:
             log.info("redis connected", extra={"instance": self.registry.instance_id})
             self._healthy_since = time.monotonic()
@@ -309,6 +312,11 @@ class Coordinator:
         log.warning("orphaned call: owner lost, hanging up", extra={"call_id": call_id})
         try:
             await self._hangup(call_id)
+        except asyncio.CancelledError:
+            # Stopping mid-hangup: hand the orphan back so another sweep finishes the job.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.registry.requeue_orphan(call_id))
+            raise
         except Exception as exc:
             if attempts < self._max_attempts:
                 log.error("orphan hangup failed, will retry: %s", exc, extra={"call_id": call_id})

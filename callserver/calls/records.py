@@ -72,6 +72,8 @@ class CallRecord:
     guardrail_trips: int = 0
     errors: list[str] = dataclasses.field(default_factory=list)
     usage: dict[str, int] = dataclasses.field(default_factory=dict)
+    transcript: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """Turns as transcribed: {role: caller|agent, agent, text, at (s since start), item_id}."""
 
     def transition(self, new: CallState) -> None:
         if new not in _ALLOWED[self.state]:

@@ -380,7 +380,10 @@ class RedisRegistry:
         """Atomically take over an expired call; the sweep attempt number, or 0 if not ours."""
         keys = [self._live_key, self._key("call:", call_id)]
         attempts = int(
-            await self._op("claim orphan", lambda: self._claim_orphan(keys=keys, args=[call_id]))
+            await self._op(
+                "claim orphan",
+                lambda: self._claim_orphan(keys=keys, args=[call_id, self._ended_ttl]),
+            )
         )
         return max(attempts, 0)
 

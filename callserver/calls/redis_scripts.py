@@ -113,12 +113,14 @@ return lost
 CLAIM_ORPHAN = (
     _NOW
     + """
--- KEYS: live, call hash ; ARGV: call_id
--- Only one instance gets a positive answer per expired lease: the ZREM is the claim.
+-- KEYS: live, call hash ; ARGV: call_id, ttl_s
+-- Only one instance gets a positive answer per expired lease: the ZREM is the claim. The
+-- TTL bounds what is left behind if the claimant dies before finishing the job.
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) > now then return -1 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[2], 'swept', '1', 'state', 'ending', 'end_reason', 'owner_lost')
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
 return redis.call('HINCRBY', KEYS[2], 'sweep_attempts', 1)
 """
 )

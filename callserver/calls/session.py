@@ -28,6 +28,8 @@ from callserver.records.recorder import NULL_RECORDER, CallRecorder
 log = logging.getLogger(__name__)
 
 RawListener = Callable[[dict[str, Any]], None]
+MAX_TURNS = 500
+MAX_TURN_CHARS = 4000
 
 
 class SessionEnded(Exception):
@@ -237,6 +239,21 @@ class CallSession:
             record.errors.append(str(event.error)[:200])
             log.warning("session error: %s", str(event.error)[:200], extra={"call_id": call_id})
 
+    def _add_turn(self, role: str, text: object, item_id: object) -> None:
+        """Keep what was said (bounded per call) for the post-call event."""
+        transcript = self._record.transcript
+        if not isinstance(text, str) or not text or len(transcript) >= MAX_TURNS:
+            return
+        transcript.append(
+            {
+                "role": role,
+                "agent": self._record.current_agent if role == "agent" else None,
+                "text": text[:MAX_TURN_CHARS],
+                "at": round(time.monotonic() - self._record.created_mono, 3),
+                "item_id": item_id if isinstance(item_id, str) else None,
+            }
+        )
+
     def _on_raw(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "response.done":
@@ -245,6 +262,10 @@ class CallSession:
                 value = usage.get(key)
                 if isinstance(value, int):
                     self._record.usage[key] = self._record.usage.get(key, 0) + value
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            self._add_turn("caller", message.get("transcript"), message.get("item_id"))
+        elif kind == "response.output_audio_transcript.done":
+            self._add_turn("agent", message.get("transcript"), message.get("item_id"))
         elif kind == "error":
             code = (message.get("error") or {}).get("code")
             self._record.errors.append(str(code))
