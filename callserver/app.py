@@ -21,7 +21,7 @@ from starlette.routing import Route
 from callserver import admin
 from callserver.calls.control import CallControlClient
 from callserver.calls.manager import CallManager, Draining
-from callserver.calls.registry import InMemoryRegistry
+from callserver.calls.registry import InMemoryRegistry, RegistryUnavailable
 from callserver.config_holder import ConfigHolder
 from callserver.metrics import Metrics
 from callserver.records.cassette import make_recorder_factory
@@ -227,6 +227,9 @@ async def openai_webhook(request: Request) -> JSONResponse:
         return _error(exc.status, exc.message)
     except Draining:
         return _error(503, "draining: not taking new calls", headers={"Retry-After": "5"})
+    except RegistryUnavailable:
+        log.error("call registry unavailable: webhook refused with 503 (OpenAI retries)")
+        return _error(503, "call registry unavailable", headers={"Retry-After": "2"})
     return JSONResponse({"status": outcome, "call_id": call.call_id})
 
 

@@ -60,6 +60,7 @@ KNOWN_END_REASONS: frozenset[str] = frozenset(
         "rejected:route",
         "rejected:precheck",
         "rejected:capacity",
+        "rejected:registry",
         "twilio_hangup",
         "dtmf_end_call",
     }

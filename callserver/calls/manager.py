@@ -19,7 +19,7 @@ from callserver.calls import sdk
 from callserver.calls.control import CallControlClient, CallGone, ControlError
 from callserver.calls.handle import CallHandle
 from callserver.calls.records import CallRecord, CallState
-from callserver.calls.registry import CallRegistry
+from callserver.calls.registry import CallRegistry, RegistryUnavailable
 from callserver.calls.session import CallSession
 from callserver.graph.context import CallInfo, CallToolContext
 from callserver.logs import bind_call
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 SIP_BUSY = 486
 SIP_DECLINE = 603
+SIP_UNAVAILABLE = 503
 HANGUP_TIMEOUT_S = 5.0
 TASK_STOP_TIMEOUT_S = 5.0
 
@@ -158,9 +159,15 @@ class CallManager:
         record.graph = graph.name
         bind_call(graph=graph.name)
         built = graph.build(info)
-        if not await self.registry.acquire_slot(
-            record.call_id, graph.name, built.limits.max_concurrent
-        ):
+        try:
+            admitted = await self.registry.acquire_slot(
+                record.call_id, graph.name, built.limits.max_concurrent
+            )
+        except RegistryUnavailable:
+            log.error("registry unavailable: rejecting", extra={"call_id": record.call_id})
+            self.metrics.admission_rejected("registry")
+            return await self._reject(record, SIP_UNAVAILABLE, deadline, "rejected:registry")
+        if not admitted:
             log.warning("over capacity, rejecting", extra={"call_id": record.call_id})
             self.metrics.admission_rejected("capacity")
             return await self._reject(record, SIP_BUSY, deadline, "rejected:capacity")
@@ -350,8 +357,13 @@ class CallManager:
                 tool_call.duration_s = now - tool_call.started_at
                 self.metrics.tool_finished(tool_call.name, "cancelled", tool_call.duration_s)
         record.transition(CallState.ENDED)
-        await self.registry.release_slot(call_id)
-        await self.registry.finished(record)
+        try:
+            await self.registry.release_slot(call_id)
+            await self.registry.finished(record)
+        except Exception:
+            # A shared registry that is down must not keep the call (or its record) from
+            # ending here; its lease lapses and the slot is reclaimed by the sweep.
+            log.exception("registry update failed while ending", extra={"call_id": call_id})
         self._tasks.pop(call_id, None)
         event = self._ended.pop(call_id, None)
         if event is not None:
