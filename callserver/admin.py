@@ -106,6 +106,8 @@ async def transfer_call(request: Request) -> JSONResponse:
         await manager.transfer(call_id, target)
     except ControlError as exc:
         return _error(502, f"transfer failed: {exc.detail}")
+    except LookupError:
+        return _error(409, "call is no longer live on any instance")
     return JSONResponse({"status": "transferring", "call_id": call_id})
 
 

@@ -20,8 +20,9 @@ from starlette.routing import Route
 
 from callserver import admin
 from callserver.calls.control import CallControlClient
-from callserver.calls.manager import CallManager, Draining
-from callserver.calls.registry import InMemoryRegistry, RegistryUnavailable
+from callserver.calls.manager import HANGUP_TIMEOUT_S, CallManager, Draining
+from callserver.calls.registry import RegistryUnavailable
+from callserver.calls.registry_factory import make_registry
 from callserver.config_holder import ConfigHolder
 from callserver.metrics import Metrics
 from callserver.records.cassette import make_recorder_factory
@@ -84,9 +85,7 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             agents.set_tracing_disabled(True)
         verifier = build_verifier(settings)
         holder = config or ConfigHolder.load(settings.config_path)
-        registry = InMemoryRegistry(
-            max_calls=settings.max_concurrent_calls, dedupe_ttl_s=settings.dedupe_ttl_s
-        )
+        registry, coordinator = make_registry(settings)
         metrics = Metrics()
         _allow_labels(metrics, holder)
         await warm_up(holder)
@@ -110,6 +109,18 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             metrics=metrics,
             recorder_factory=recorder_factory,
         )
+        if coordinator is not None:
+            manager.coordinator = coordinator
+            coordinator.bind(
+                on_end_request=lambda call_id, reason: manager.end(call_id, reason),
+                on_orphan=lambda call_id: control.hangup(
+                    call_id, deadline=time.monotonic() + HANGUP_TIMEOUT_S
+                ),
+                on_transfer=lambda call_id, target, reason: manager.transfer(
+                    call_id, target, reason=reason
+                ),
+            )
+            await coordinator.start()
         twilio = build_twilio(settings, manager, holder)
         outbox = await _start_outbox(settings, metrics, manager)
         app.state.services = Services(
@@ -123,6 +134,8 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             yield
         finally:
             await manager.drain(settings.drain_timeout_s)
+            if coordinator is not None:  # after the drain: routed ends and leases still work
+                await coordinator.aclose()  # also closes the Redis client
             if recorder_factory is not None:
                 await recorder_factory.aclose()
             if outbox is not None:

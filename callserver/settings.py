@@ -71,6 +71,12 @@ class Settings(BaseModel):
     """Enables the /admin API; requests must carry it as a bearer token."""
     redis_url: str | None = None
     """Shared registry for several instances (redis://host:6379/0); unset = in-process."""
+    redis_lease_s: Annotated[float, Field(gt=0)] = 15.0
+    """Lease of each call in Redis; a killed instance's calls are hung up within about
+    this plus a sweep interval (lease / 5)."""
+    redis_key_prefix: str = "callserver:"
+    redis_local_fallback: bool = False
+    """Redis down: admit calls on in-process claims instead of refusing them."""
     instance_id: str | None = None
     """Name of this instance in the shared registry; default host:pid."""
     log_level: str = "INFO"
@@ -150,6 +156,9 @@ class Settings(BaseModel):
             "recording_redact_fields": "CALLSERVER_RECORDING_REDACT",
             "admin_token": "CALLSERVER_ADMIN_TOKEN",
             "redis_url": "REDIS_URL",
+            "redis_lease_s": "CALLSERVER_REDIS_LEASE",
+            "redis_key_prefix": "CALLSERVER_REDIS_PREFIX",
+            "redis_local_fallback": "CALLSERVER_REDIS_LOCAL_FALLBACK",
             "instance_id": "CALLSERVER_INSTANCE_ID",
             "log_level": "CALLSERVER_LOG_LEVEL",
             "log_format": "CALLSERVER_LOG_FORMAT",

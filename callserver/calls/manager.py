@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from callserver.calls import sdk
 from callserver.calls.control import CallControlClient, CallGone, ControlError
@@ -32,6 +32,9 @@ from callserver.records.recorder import (
 )
 from callserver.settings import Settings
 from callserver.webhooks.openai import IncomingCall
+
+if TYPE_CHECKING:
+    from callserver.calls.coordination import Coordinator
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,8 @@ class CallManager:
         self._drain_task: asyncio.Task[None] | None = None
         self._recorder_factory = recorder_factory
         self._recorders: dict[str, CallRecorder] = {}
+        self.coordinator: Coordinator | None = None
+        """Set when calls are shared with other instances (Redis): routes ends to owners."""
         control.observer = self._observe_rest if recorder_factory is not None else None
 
     # ---- intake ---------------------------------------------------------------------------
@@ -300,7 +305,12 @@ class CallManager:
 
         ``hangup``: we are the ones ending a call that may still be connected, so tell OpenAI
         (404 = already gone = fine). When the caller hung up there is nothing to tell.
+        A call owned by another instance is routed to its owner (or hung up here if the
+        owner is gone); that may raise RegistryUnavailable.
         """
+        if self.coordinator is not None and not self.registry.is_local(call_id):
+            route = await self.coordinator.request_end(call_id, reason)
+            return route in ("routed", "hung_up")
         record = await self.registry.get(call_id)
         if record is None:
             return False
@@ -394,6 +404,10 @@ class CallManager:
     async def transfer(self, call_id: str, target_uri: str, *, reason: str = "transferred") -> None:
         """Cold-transfer a live call (SIP REFER), then end our side of it without a hangup:
         the phone call now belongs to the transfer target."""
+        if self.coordinator is not None and not self.registry.is_local(call_id):
+            if await self.coordinator.request_transfer(call_id, target_uri, reason) != "routed":
+                raise LookupError(call_id)
+            return
         record = await self.registry.get(call_id)
         if record is None or record.state is not CallState.ACTIVE:
             raise LookupError(call_id)

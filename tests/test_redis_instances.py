@@ -1,0 +1,349 @@
+"""Several callserver processes sharing one Redis and one fake OpenAI (issue 7).
+
+Real ``callserver serve`` processes on their own ports, all pointed at one fake OpenAI and at
+the test Redis under a key prefix of their own, with a short lease so a killed owner is
+noticed in about a second. Starting a process costs seconds, so one fleet of three serves the
+module's tests in order (each leaves no call behind; the ``kill -9`` test comes last), and
+the Redis-outage test runs its own pair behind a cuttable link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from twilio.request_validator import RequestValidator
+
+from callserver.testing.fake_openai import FakeOpenAI
+from callserver.testing.harness import TEST_WEBHOOK_SECRET, free_port
+from callserver.testing.webhook_sender import incoming_call_event, send_webhook
+from tests.conftest import ROOT
+from tests.e2e import wait_for
+from tests.redis_support import TcpProxy, delete_prefix
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+LEASE_S = 1.0
+ADMIN_TOKEN = "admin-token-for-redis-tests"
+TWILIO_TOKEN = "twilio-token-for-redis-tests"
+PUBLIC = "https://calls.example.com"
+AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+class Instance:
+    """One callserver process; its log goes to a file (a pipe nobody reads would block it)."""
+
+    def __init__(self, name: str, port: int, proc: asyncio.subprocess.Process, log: Path):
+        self.name, self.port, self.proc, self.log = name, port, proc, log
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.url}/webhooks/openai"
+
+
+class Fleet:
+    """Start, reach and stop instances; every process is ended at teardown."""
+
+    def __init__(self, fake: FakeOpenAI, redis_url: str, prefix: str, logs: Path) -> None:
+        self.fake, self.redis_url, self.prefix, self.logs = fake, redis_url, prefix, logs
+        self.instances: list[Instance] = []
+        self.http = httpx.AsyncClient(timeout=5)
+
+    def env(self, name: str, redis_url: str, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CALLSERVER_"))}
+        env.update(
+            OPENAI_API_KEY="sk-test-redis",
+            OPENAI_BASE_URL=self.fake.base_url,
+            OPENAI_WEBHOOK_SECRET=TEST_WEBHOOK_SECRET,
+            OPENAI_PROJECT_ID="proj_test123",
+            CALLSERVER_CONFIG=str(ROOT / "config" / "agents.yaml"),
+            CALLSERVER_DRAIN_TIMEOUT="1",
+            CALLSERVER_LOG_FORMAT="json",
+            CALLSERVER_ADMIN_TOKEN=ADMIN_TOKEN,
+            CALLSERVER_PUBLIC_URL=PUBLIC,
+            TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
+            REDIS_URL=redis_url,
+            CALLSERVER_REDIS_PREFIX=self.prefix,
+            CALLSERVER_REDIS_LEASE=str(LEASE_S),
+            CALLSERVER_INSTANCE_ID=name,
+        )
+        env.update(extra)
+        return env
+
+    async def start(self, count: int, *, redis_url: str | None = None, **env: str) -> None:
+        names = [chr(ord("a") + len(self.instances) + n) for n in range(count)]
+        started = await asyncio.gather(
+            *(self._start_one(name, redis_url or self.redis_url, env) for name in names)
+        )
+        self.instances.extend(started)
+        await asyncio.gather(*(self.wait_ready(i) for i in started))
+
+    async def _start_one(self, name: str, redis_url: str, env: dict[str, str]) -> Instance:
+        port = free_port()
+        log = self.logs / f"{name}.log"
+        with log.open("wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "callserver.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                env=self.env(name, redis_url, **env),
+                cwd=ROOT,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        return Instance(name, port, proc, log)
+
+    async def readyz(self, instance: Instance) -> int:
+        if instance.proc.returncode is not None:
+            raise AssertionError(f"{instance.name} exited: {instance.log.read_text()[-2000:]}")
+        try:
+            return (await self.http.get(instance.url + "/readyz")).status_code
+        except httpx.HTTPError:
+            return 0
+
+    async def wait_ready(self, instance: Instance, status: int = 200, within: float = 20) -> None:
+        async def check() -> bool:
+            return await self.readyz(instance) == status
+
+        await wait_for(check, timeout=within, what=f"{instance.name} readyz {status}")
+
+    async def place_call(self, instance: Instance, **kwargs: Any) -> str:
+        call_id, response = await self.fake.send_incoming_call(
+            instance.webhook_url, TEST_WEBHOOK_SECRET, client=self.http, **kwargs
+        )
+        assert response.status_code == 200, response.text
+        await self.fake.wait_connected(call_id)
+        return call_id
+
+    async def admin(self, instance: Instance, method: str, path: str) -> httpx.Response:
+        return await self.http.request(method, instance.url + path, headers=AUTH)
+
+    async def wait_idle(self) -> None:
+        """No live call on any instance (as the shared registry sees it)."""
+        alive = [i for i in self.instances if i.proc.returncode is None]
+
+        async def idle() -> bool:
+            return (await self.admin(alive[0], "GET", "/admin/calls")).json()["calls"] == []
+
+        await wait_for(idle, what="no live calls")
+
+    async def aclose(self) -> None:
+        for instance in self.instances:
+            if instance.proc.returncode is None:
+                instance.proc.send_signal(signal.SIGTERM)
+        for instance in self.instances:
+            try:
+                await asyncio.wait_for(instance.proc.wait(), 8)
+            except TimeoutError:
+                instance.proc.kill()
+                await instance.proc.wait()
+        await self.http.aclose()
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def fake() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as fake_openai:
+        yield fake_openai
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def fleet(
+    fake: FakeOpenAI, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Fleet]:
+    """Three instances (a, b, c) with a global cap of 4 calls."""
+    prefix = f"cstest:{uuid.uuid4().hex[:12]}:"
+    f = Fleet(fake, redis_url, prefix, tmp_path_factory.mktemp("fleet"))
+    try:
+        await f.start(3, CALLSERVER_MAX_CALLS="4")
+        yield f
+    finally:
+        await f.aclose()
+        await delete_prefix(redis_url, prefix)
+
+
+def accepts(fake: FakeOpenAI, call_id: str) -> int:
+    return len(fake.requests_for(call_id, "accept"))
+
+
+async def test_deliveries_spread_over_instances_accept_once(fleet: Fleet) -> None:
+    fake = fleet.fake
+    call_id = fake.add_call()
+    event = incoming_call_event(call_id)
+    redelivery = f"wh_{uuid.uuid4().hex}"
+    sends = [
+        send_webhook(
+            fleet.instances[n % 3].webhook_url,
+            TEST_WEBHOOK_SECRET,
+            event,
+            msg_id=redelivery if n % 2 else None,  # redeliveries and distinct deliveries
+            client=fleet.http,
+        )
+        for n in range(30)
+    ]
+    responses = await asyncio.gather(*sends)
+    assert [r.status_code for r in responses] == [200] * 30
+    outcomes = [r.json()["status"] for r in responses]
+    assert outcomes.count("started") == 1, outcomes
+    await fake.wait_connected(call_id)
+    await asyncio.sleep(0.3)
+    assert accepts(fake, call_id) == 1
+    assert len(fake.requests_for(call_id, "realtime")) == 1
+    await fake.caller_hangs_up(call_id)
+    await fleet.wait_idle()
+
+
+async def test_status_callback_on_another_instance_ends_the_call(fleet: Fleet) -> None:
+    a, b, c = fleet.instances
+    call_sid = "CA" + uuid.uuid4().hex
+    call_id = await fleet.place_call(a, extra_headers=[("X-Twilio-CallSid", call_sid)])
+
+    listed = (await fleet.admin(c, "GET", "/admin/calls")).json()["calls"]
+    assert [x["call_id"] for x in listed] == [call_id]  # any instance lists every call
+
+    form = {"CallSid": call_sid, "CallStatus": "completed", "AccountSid": "AC" + "f" * 32}
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(PUBLIC + "/twilio/status", form)
+    response = await fleet.http.post(
+        b.url + "/twilio/status", data=form, headers={"X-Twilio-Signature": signature}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "ended"
+    await wait_for(lambda: fleet.fake.hangup_observed(call_id), what="hangup at OpenAI")
+
+    async def ended_on_owner() -> bool:
+        record = (await fleet.admin(a, "GET", f"/admin/calls/{call_id}")).json()
+        return record.get("state") == "ended"
+
+    await wait_for(ended_on_owner, what="owner ended the call")
+    record = (await fleet.admin(c, "GET", f"/admin/calls/{call_id}")).json()
+    assert record["end_reason"] == "twilio:completed"
+    assert len(fleet.fake.requests_for(call_id, "hangup")) == 1
+
+
+async def test_admin_hangup_on_another_instance_reaches_the_owner(fleet: Fleet) -> None:
+    a, b, _ = fleet.instances
+    call_id = await fleet.place_call(a)
+    response = await fleet.admin(b, "POST", f"/admin/calls/{call_id}/hangup")
+    assert response.status_code == 200, response.text
+    await wait_for(lambda: fleet.fake.hangup_observed(call_id), what="hangup at OpenAI")
+
+    async def admin_reason() -> bool:
+        record = (await fleet.admin(b, "GET", f"/admin/calls/{call_id}")).json()
+        return record.get("end_reason") == "admin_hangup"
+
+    await wait_for(admin_reason, what="ended as admin_hangup")
+
+
+async def test_global_cap_holds_under_a_burst_across_instances(fleet: Fleet) -> None:
+    fake = fleet.fake
+    ids = [fake.add_call() for _ in range(9)]
+    responses = await asyncio.gather(
+        *(
+            send_webhook(
+                fleet.instances[n % 3].webhook_url,
+                TEST_WEBHOOK_SECRET,
+                incoming_call_event(call_id),
+                client=fleet.http,
+            )
+            for n, call_id in enumerate(ids)
+        )
+    )
+    assert [r.status_code for r in responses] == [200] * 9
+
+    def settled() -> bool:
+        return all(fake.requests_for(c, "accept") or fake.requests_for(c, "reject") for c in ids)
+
+    await wait_for(settled, what="every call accepted or rejected")
+    accepted = [c for c in ids if accepts(fake, c)]
+    assert len(accepted) == 4
+    rejected = [c for c in ids if fake.requests_for(c, "reject")]
+    assert len(rejected) == 5
+    for call_id in accepted:
+        await fake.wait_connected(call_id)
+        await fake.caller_hangs_up(call_id)
+    await fleet.wait_idle()
+
+
+async def test_killed_owner_calls_are_hung_up_by_a_survivor(fleet: Fleet) -> None:
+    """Last of the shared fleet's tests: it kills instance a."""
+    a, b, _ = fleet.instances
+    calls = [await fleet.place_call(a) for _ in range(2)]
+    a.proc.kill()  # kill -9: no drain, no goodbye
+    await a.proc.wait()
+    started = asyncio.get_running_loop().time()
+    await wait_for(
+        lambda: all(fleet.fake.hangup_observed(c) for c in calls),
+        timeout=LEASE_S * 2 + 5,
+        what="orphans hung up",
+    )
+    elapsed = asyncio.get_running_loop().time() - started
+    assert elapsed < LEASE_S * 2 + 2, elapsed
+    for call_id in calls:
+
+        async def recorded(call_id: str = call_id) -> bool:
+            # the survivor writes the record right after OpenAI answered its hangup
+            record = (await fleet.admin(b, "GET", f"/admin/calls/{call_id}")).json()
+            return (record["state"], record["end_reason"]) == ("ended", "owner_lost")
+
+        await wait_for(recorded, what="orphan recorded as owner_lost")
+        assert len(fleet.fake.requests_for(call_id, "hangup")) == 1
+    assert (await fleet.admin(b, "GET", "/admin/calls")).json()["calls"] == []
+
+
+async def test_redis_outage_keeps_calls_and_recovers(
+    fake: FakeOpenAI, redis_url: str, tmp_path: Path
+) -> None:
+    proxy = TcpProxy.to(redis_url)
+    await proxy.start()
+    db = redis_url.rsplit("/", 1)[-1]
+    prefix = f"cstest:{uuid.uuid4().hex[:12]}:"
+    fleet = Fleet(fake, redis_url, prefix, tmp_path)
+    try:
+        await fleet.start(2, redis_url=f"redis://127.0.0.1:{proxy.port}/{db}")
+        a, b = fleet.instances
+        live = await fleet.place_call(a)
+        connection = await fleet.fake.wait_connected(live)
+
+        await proxy.stop()  # Redis "dies"
+        await asyncio.gather(*(fleet.wait_ready(i, 503, within=5) for i in fleet.instances))
+        body = (await fleet.http.get(a.url + "/readyz")).json()
+        assert any("redis" in reason for reason in body["reasons"]), body
+        call_id, response = await fleet.fake.send_incoming_call(
+            b.webhook_url, TEST_WEBHOOK_SECRET, client=fleet.http
+        )
+        assert response.status_code == 503  # not claimed: OpenAI redelivers later
+        assert accepts(fleet.fake, call_id) == 0
+        await asyncio.sleep(LEASE_S * 1.5)
+        assert not connection.closed.is_set()  # the call in progress carries on
+
+        await proxy.start()  # Redis is back
+        await asyncio.gather(*(fleet.wait_ready(i, 200, within=5) for i in fleet.instances))
+        after = await fleet.place_call(b)
+        await asyncio.sleep(LEASE_S * 1.5)  # survivors must not mistake the outage for death
+        assert not connection.closed.is_set()
+        assert not fleet.fake.hangup_observed(live)
+        response = await fleet.admin(b, "POST", f"/admin/calls/{live}/hangup")
+        assert response.status_code == 200, response.text
+        await wait_for(lambda: fleet.fake.hangup_observed(live), what="routed hangup")
+        assert not fleet.fake.hangup_observed(after)
+    finally:
+        await fleet.aclose()
+        await proxy.stop()
+        await delete_prefix(redis_url, prefix)
