@@ -18,18 +18,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from callserver.calls import sdk
 from callserver.calls.control import CallControlClient, CallGone, ControlError
 from callserver.calls.handle import CallHandle
+from callserver.calls.recordings import CallRecordings
 from callserver.calls.records import CallRecord, CallState
 from callserver.calls.registry import CallRegistry, RegistryUnavailable
 from callserver.calls.session import CallSession
 from callserver.graph.context import CallInfo, CallToolContext
 from callserver.logs import bind_call
 from callserver.metrics import Metrics
-from callserver.records.recorder import (
-    NULL_RECORDER,
-    CallRecorder,
-    RecorderFactory,
-    RecordingStart,
-)
+from callserver.records.recorder import RecorderFactory
 from callserver.settings import Settings
 from callserver.webhooks.openai import IncomingCall
 
@@ -88,11 +84,10 @@ class CallManager:
         self.end_listeners: list[EndListener] = []
         self.prechecks: list[PreCheck] = []
         self._drain_task: asyncio.Task[None] | None = None
-        self._recorder_factory = recorder_factory
-        self._recorders: dict[str, CallRecorder] = {}
+        self._recordings = CallRecordings(recorder_factory)
         self.coordinator: Coordinator | None = None
         """Set when calls are shared with other instances (Redis): routes ends to owners."""
-        control.observer = self._observe_rest if recorder_factory is not None else None
+        control.observer = self._recordings.observe_rest if recorder_factory else None
 
     # ---- intake ---------------------------------------------------------------------------
 
@@ -150,7 +145,7 @@ class CallManager:
         route = config.route(info)
         record.route = route.route_name
         record.config_hash = config.config_hash
-        recorder = self._start_recording(record, call, route.graph.name if route.graph else "")
+        recorder = self._recordings.start(record, call, route.graph.name if route.graph else "")
         if route.graph is None:
             code = route.reject_sip_code or SIP_DECLINE
             self.metrics.admission_rejected("route")
@@ -232,7 +227,7 @@ class CallManager:
 
     @property
     def recorder_factory(self) -> RecorderFactory | None:
-        return self._recorder_factory
+        return self._recordings.factory
 
     def _routing_info(self, call: IncomingCall) -> CallInfo:
         """What routing and placeholders see. A call that came in through our own Twilio
@@ -244,44 +239,6 @@ class CallManager:
             if forwarded:
                 info = dataclasses.replace(info, dialed=forwarded)
         return info
-
-    def _start_recording(self, record: CallRecord, call: IncomingCall, graph: str) -> CallRecorder:
-        """This call's recorder (the null one when recording is off or not sampled)."""
-        if self._recorder_factory is None:
-            return NULL_RECORDER
-        try:
-            recorder = self._recorder_factory(
-                RecordingStart(
-                    call_id=record.call_id,
-                    graph=graph,
-                    config_hash=record.config_hash or "",
-                    t0=record.created_mono,
-                )
-            )
-        except Exception:
-            log.exception("recorder failed to start", extra={"call_id": record.call_id})
-            recorder = None
-        if recorder is None:
-            return NULL_RECORDER
-        self._recorders[record.call_id] = recorder
-        recorder.record(
-            "webhook", {"headers": dict(call.delivery_headers), "body": call.payload or {}}
-        )
-        return recorder
-
-    def _observe_rest(
-        self,
-        call_id: str,
-        action: str,
-        body: dict[str, Any] | None,
-        status: int | None,
-        error: str | None,
-    ) -> None:
-        recorder = self._recorders.get(call_id)
-        if recorder is not None:
-            recorder.record(
-                "rest", {"action": action, "request": body, "status": status, "error": error}
-            )
 
     async def _reject(
         self, record: CallRecord, code: int, deadline: float, reason: str
@@ -388,13 +345,7 @@ class CallManager:
             },
         )
         self.metrics.call_ended(record, cleanup_s=record.cleanup_s(), include_details=False)
-        recorder = self._recorders.pop(call_id, None)
-        if recorder is not None:
-            recorder.record("end", {"reason": record.end_reason, "state": record.state.value})
-            try:
-                await recorder.close(complete=record.end_reason != "internal_error")
-            except Exception:
-                log.exception("recorder failed to close", extra={"call_id": call_id})
+        await self._recordings.finish(record)
         for listener in self.end_listeners:
             try:
                 listener(record)
