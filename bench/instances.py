@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -28,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from callserver.testing.fake_openai import FakeOpenAI
 from callserver.testing.harness import TEST_WEBHOOK_SECRET, free_port
+from callserver.testing.process import start_serve, wait_ready
 from callserver.testing.webhook_sender import incoming_call_event, sign
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -38,9 +38,9 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def start_instances(
+async def start_instances(
     fake: FakeOpenAI, count: int, prefix: str
-) -> list[tuple[int, subprocess.Popen]]:
+) -> list[tuple[int, asyncio.subprocess.Process]]:
     out = []
     for index in range(count):
         port = free_port()
@@ -58,45 +58,20 @@ def start_instances(
             "CALLSERVER_REDIS_PREFIX": prefix,
             "CALLSERVER_INSTANCE_ID": f"bench-{index}",
         }
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "callserver.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = await start_serve(env, port)
         out.append((port, proc))
     return out
-
-
-async def wait_ready(client: httpx.AsyncClient, port: int) -> None:
-    for _ in range(600):
-        try:
-            if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        await asyncio.sleep(0.05)
-    raise RuntimeError(f"instance on {port} not ready")
 
 
 async def run(calls: int, instances: int) -> dict[str, float]:
     prefix = f"bench:{uuid.uuid4().hex[:8]}:"
     async with FakeOpenAI() as fake:
         fake.fail("realtime", status=404, times=10 * calls)
-        fleet = start_instances(fake, instances, prefix)
+        fleet = await start_instances(fake, instances, prefix)
         try:
             limits = httpx.Limits(max_connections=64)
             async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-                await asyncio.gather(*(wait_ready(client, port) for port, _ in fleet))
+                await asyncio.gather(*(wait_ready(port, process=p) for port, p in fleet))
                 urls = [f"http://127.0.0.1:{port}/webhooks/openai" for port, _ in fleet]
                 deliveries: list[tuple[str, str, bytes, dict[str, str]]] = []
                 for n in range(calls):
@@ -145,8 +120,8 @@ async def run(calls: int, instances: int) -> dict[str, float]:
                 proc.terminate()
             for _, proc in fleet:
                 try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
+                    await asyncio.wait_for(proc.wait(), 15)
+                except TimeoutError:
                     proc.kill()
             await _cleanup(prefix)
 

@@ -33,6 +33,7 @@ from callserver.testing.harness import (
     run_callserver,
     test_settings,
 )
+from callserver.testing.process import start_serve, wait_ready
 from callserver.testing.webhook_sender import incoming_call_event, sign
 from callserver.webhooks.signature import SignatureVerifier
 
@@ -109,31 +110,12 @@ async def webhook_throughput(n: int, concurrency: int = 32) -> tuple[float, floa
         "CALLSERVER_CONFIG": str(CONFIG),
         "CALLSERVER_LOG_LEVEL": "WARNING",
     }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "callserver.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = await start_serve(env, port)
     url = f"http://127.0.0.1:{port}/webhooks/openai"
     try:
         limits = httpx.Limits(max_connections=concurrency)
         async with httpx.AsyncClient(limits=limits, timeout=10) as client:
-            for _ in range(400):
-                try:
-                    await client.get(f"http://127.0.0.1:{port}/healthz")
-                    break
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.05)
+            await wait_ready(port, process=server)
             signed = [
                 {"content-type": "application/json", **sign(TEST_WEBHOOK_SECRET, body)}
                 for _ in range(n)
@@ -151,7 +133,7 @@ async def webhook_throughput(n: int, concurrency: int = 32) -> tuple[float, floa
             return n / elapsed, (_cpu_s(server.pid) - cpu_before) / n
     finally:
         server.terminate()
-        server.wait(15)
+        await server.wait()
 
 
 def verify_throughput(n: int) -> float:

@@ -13,6 +13,7 @@ import httpx
 
 from callserver.testing.fake_openai import FakeOpenAI
 from callserver.testing.harness import TEST_WEBHOOK_SECRET, free_port
+from callserver.testing.process import start_serve, wait_ready
 from tests.conftest import ROOT
 from tests.e2e import wait_for
 
@@ -32,31 +33,8 @@ def service_env(fake: FakeOpenAI, **extra: str) -> dict[str, str]:
 
 
 async def start_service(env: dict[str, str], port: int) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "callserver.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        env=env,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-    async def ready() -> bool:
-        if proc.returncode is not None:
-            raise AssertionError(f"service exited early: {proc.returncode}")
-        try:
-            async with httpx.AsyncClient(timeout=0.5) as client:
-                return (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    await wait_for(ready, timeout=20, what="service ready")
+    proc = await start_serve(env, port, cwd=ROOT, output=asyncio.subprocess.PIPE)
+    await wait_ready(port, process=proc)
     return proc
 
 
