@@ -84,6 +84,8 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
         if not settings.tracing_enabled:
             agents.set_tracing_disabled(True)
         verifier = build_verifier(settings)
+        if not settings.openai_api_key.get_secret_value():
+            log.warning("OPENAI_API_KEY is not set: calls will be refused by OpenAI (401)")
         holder = config or ConfigHolder.load(settings.config_path)
         registry, coordinator = make_registry(settings)
         metrics = Metrics()
