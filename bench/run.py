@@ -61,6 +61,8 @@ async def accept_latency(n: int) -> dict[str, float]:
     async with FakeOpenAI() as fake:
         settings = test_settings(fake.base_url, CONFIG, max_concurrent_calls=n + 10)
         async with run_callserver(settings) as server, httpx.AsyncClient() as client:
+            gc.collect()
+            gc.freeze()  # as `callserver serve` does after start-up (callserver/serve.py)
             for _ in range(n):
                 call_id = fake.add_call()
                 body = json.dumps(incoming_call_event(call_id)).encode()

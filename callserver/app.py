@@ -7,7 +7,6 @@ stores them on ``app.state`` for the routes.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -91,11 +90,6 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
         metrics = Metrics()
         _allow_labels(metrics, holder)
         await warm_up(holder)
-        # Move everything loaded so far (the SDK, pydantic schemas, config) out of the
-        # garbage collector's generations: full collections then scan only per-call objects,
-        # which keeps GC pauses off the accept path.
-        gc.collect()
-        gc.freeze()
         control = CallControlClient(
             settings.openai_base_url,
             settings.openai_api_key.get_secret_value(),

@@ -10,6 +10,7 @@ uvicorn stop. A second signal exits at once. SIGHUP reloads the agent-graph conf
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from types import FrameType
@@ -69,6 +70,11 @@ class DrainingServer(uvicorn.Server):
 
     async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
         await super().startup(sockets)
+        # Everything loaded by now (the SDK, pydantic schemas, the config, warm-up) lives for
+        # the whole process: move it out of the collector's generations so full collections
+        # scan only per-call objects, keeping GC pauses off the accept path.
+        gc.collect()
+        gc.freeze()
         loop = self._loop = asyncio.get_running_loop()
         try:
             loop.add_signal_handler(signal.SIGHUP, self.handle_exit, signal.SIGHUP, None)
