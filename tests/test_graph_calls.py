@@ -186,14 +186,20 @@ async def test_http_tool_timeout_becomes_tool_output(
     assert (await server.services.manager.registry.get(call_id)).state.value == "active"
 
 
-async def test_idle_caller_is_prompted_once_then_hung_up(
-    start_callserver, fake_openai: FakeOpenAI, tmp_path: Path
-) -> None:
-    (tmp_path / "idle.yaml").write_text(
+def _idle_config(tmp_path: Path) -> Path:
+    """A one-agent graph whose callers are prompted after 1 s of silence."""
+    path = tmp_path / "idle.yaml"
+    path.write_text(
         "name: idle\nstart: a\nlimits:\n  idle_timeout: 1s\n"
         "agents:\n  a:\n    name: A\n    instructions: Be brief.\n"
     )
-    server = await start_callserver(tmp_path / "idle.yaml")
+    return path
+
+
+async def test_idle_caller_is_prompted_once_then_hung_up(
+    start_callserver, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    server = await start_callserver(_idle_config(tmp_path))
     call_id, _ = await place_call(server, fake_openai)
     conn = await fake_openai.wait_connected(call_id)
     prompt = await conn.expect("response.create", timeout=4)
@@ -207,11 +213,7 @@ async def test_idle_caller_is_prompted_once_then_hung_up(
 async def test_speech_resets_the_idle_clock(
     start_callserver, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
-    (tmp_path / "idle.yaml").write_text(
-        "name: idle\nstart: a\nlimits:\n  idle_timeout: 1s\n"
-        "agents:\n  a:\n    name: A\n    instructions: Be brief.\n"
-    )
-    server = await start_callserver(tmp_path / "idle.yaml")
+    server = await start_callserver(_idle_config(tmp_path))
     call_id, _ = await place_call(server, fake_openai)
     conn = await fake_openai.wait_connected(call_id)
     for _ in range(4):

@@ -79,6 +79,18 @@ async def _status(client: httpx.AsyncClient, url: str, status: int) -> bool:
         return False
 
 
+def serve_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``callserver serve`` expecting it to refuse to start (it must exit by itself)."""
+    return subprocess.run(
+        [sys.executable, "-m", "callserver.cli", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+
+
 def test_refuses_to_start_on_invalid_config(tmp_path: Path) -> None:
     bad = tmp_path / "agents.yaml"
     bad.write_text("name: x\nstart: nobody\nagents: {}\nbogus_key: 1\n")
@@ -87,14 +99,7 @@ def test_refuses_to_start_on_invalid_config(tmp_path: Path) -> None:
         "OPENAI_WEBHOOK_SECRET": TEST_WEBHOOK_SECRET,
         "CALLSERVER_CONFIG": str(bad),
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "callserver.cli", "serve", "--port", str(free_port())],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
+    result = serve_once(env)
     assert result.returncode == 1
     assert "refusing to start, invalid config" in result.stderr
     assert f"{bad}:4" in result.stderr and "bogus_key" in result.stderr
@@ -102,14 +107,7 @@ def test_refuses_to_start_on_invalid_config(tmp_path: Path) -> None:
 
 def test_refuses_to_start_without_webhook_secret() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CALLSERVER_"))}
-    result = subprocess.run(
-        [sys.executable, "-m", "callserver.cli", "serve", "--port", str(free_port())],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
+    result = serve_once(env)
     assert result.returncode == 2
     assert "OPENAI_WEBHOOK_SECRET is not set" in result.stderr
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from twilio.request_validator import RequestValidator
 
 from callserver.testing.fake_openai import FakeOpenAI
 from callserver.testing.harness import TEST_WEBHOOK_SECRET, free_port
+from callserver.testing.process import start_serve
 from callserver.testing.webhook_sender import incoming_call_event, send_webhook
 from tests.conftest import ROOT
 from tests.e2e import wait_for
@@ -95,20 +95,7 @@ class Fleet:
         port = free_port()
         log = self.logs / f"{name}.log"
         with log.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "callserver.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                env=self.env(name, redis_url, **env),
-                cwd=ROOT,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-            )
+            proc = await start_serve(self.env(name, redis_url, **env), port, cwd=ROOT, output=out)
         return Instance(name, port, proc, log)
 
     async def readyz(self, instance: Instance) -> int:

@@ -36,7 +36,10 @@ async def start_serve(
         env=dict(env),
         cwd=cwd,
         stdout=output,
-        stderr=output if output is not asyncio.subprocess.PIPE else asyncio.subprocess.PIPE,
+        # One file or DEVNULL takes both streams; PIPE keeps them apart (tests read stderr).
+        stderr=asyncio.subprocess.PIPE
+        if output is asyncio.subprocess.PIPE
+        else asyncio.subprocess.STDOUT,
     )
 
 
