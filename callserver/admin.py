@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from callserver.calls.control import ControlError
 from callserver.calls.records import CallRecord, CallState
+from callserver.engines.errors import ControlError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -18,11 +18,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from callserver import admin
-from callserver.calls.control import CallControlClient
-from callserver.calls.manager import HANGUP_TIMEOUT_S, CallManager, Draining
+from callserver.calls.manager import CallManager, Draining
 from callserver.calls.registry import RegistryUnavailable
 from callserver.calls.registry_factory import make_registry
 from callserver.config_holder import ConfigHolder
+from callserver.engines.base import Engine
+from callserver.engines.registry import build_engines
+from callserver.engines.rest import DeadlineRest
 from callserver.metrics import Metrics
 from callserver.records.cassette import make_recorder_factory
 from callserver.records.outbox import Outbox
@@ -37,7 +39,7 @@ from callserver.twilio_routes import (
 )
 from callserver.webhooks.body import read_capped_body
 from callserver.webhooks.errors import WebhookError
-from callserver.webhooks.openai import CALL_INCOMING, parse_event, parse_incoming_call
+from callserver.webhooks.openai import INCOMING_EVENTS, parse_event, parse_incoming_call
 from callserver.webhooks.signature import SignatureVerifier
 
 log = logging.getLogger(__name__)
@@ -89,29 +91,31 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
         registry, coordinator = make_registry(settings)
         metrics = Metrics()
         _allow_labels(metrics, holder)
-        await warm_up(holder)
-        control = CallControlClient(
+        api_key = settings.openai_api_key.get_secret_value()
+        rest = DeadlineRest(
             settings.openai_base_url,
-            settings.openai_api_key.get_secret_value(),
+            api_key,
             timeout_s=settings.http_timeout_s,
             on_retry=metrics.control_retry,
         )
+        engines = build_engines(rest, base_url=settings.openai_base_url, api_key=api_key)
+        await warm_up(holder, engines)
         recorder_factory = make_recorder_factory(settings, holder)
         manager = CallManager(
             settings=settings,
             registry=registry,
-            control=control,
+            engines=engines,
             config=holder,
             metrics=metrics,
             recorder_factory=recorder_factory,
         )
+        if recorder_factory is not None:
+            rest.observer = manager.observe_rest
         if coordinator is not None:
             manager.coordinator = coordinator
             coordinator.bind(
                 on_end_request=lambda call_id, reason: manager.end(call_id, reason),
-                on_orphan=lambda call_id: control.hangup(
-                    call_id, deadline=time.monotonic() + HANGUP_TIMEOUT_S
-                ),
+                on_orphan=manager.hangup_orphan,
                 on_transfer=lambda call_id, target, reason: manager.transfer(
                     call_id, target, reason=reason
                 ),
@@ -136,7 +140,7 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
                 await recorder_factory.aclose()
             if outbox is not None:
                 await outbox.aclose()
-            await control.aclose()
+            await rest.aclose()
 
     return Starlette(
         routes=[
@@ -153,25 +157,18 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
     )
 
 
-async def warm_up(holder: ConfigHolder) -> None:
+async def warm_up(holder: ConfigHolder, engines: Mapping[str, Engine]) -> None:
     """Build every graph's accept payload once before taking calls.
 
     The SDK and pydantic initialise lazily (~20 ms on the first payload); paying that at
     start-up keeps it off the first caller's ring time, and proves each graph builds.
     """
-    from callserver.calls import sdk
     from callserver.graph.context import CallInfo
 
     probe = CallInfo(call_id="rtc_warmup", caller="+10000000000", dialed="+10000000000")
     for graph in holder.current.graphs.values():
         built = graph.build(probe)
-        await sdk.accept_payload(
-            agent=built.starting_agent,
-            model_name=built.model,
-            settings=built.model_settings,
-            run_config=built.run_config,
-            context=None,
-        )
+        await engines[graph.engine].accept_body(built, None)  # type: ignore[arg-type]
 
 
 def _allow_labels(metrics: Metrics, holder: ConfigHolder) -> None:
@@ -214,7 +211,8 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 async def openai_webhook(request: Request) -> JSONResponse:
-    """``realtime.call.incoming`` -> claimed call (accepted in the background) -> 200."""
+    """An incoming-call event (Realtime or Live) -> claimed call, accepted in the background,
+    and 200 at once. Other event types are acknowledged and ignored."""
     services = _services(request)
     received = time.monotonic()
     try:
@@ -226,7 +224,7 @@ async def openai_webhook(request: Request) -> JSONResponse:
         event = parse_event(body)
         if not webhook_id:
             webhook_id = f"event:{event.event_id}"
-        if event.type != CALL_INCOMING:
+        if event.type not in INCOMING_EVENTS:
             return JSONResponse({"status": "ignored", "type": event.type[:100]})
         call = parse_incoming_call(event, webhook_id, tuple(request.headers.items()))
         outcome = await services.manager.handle_incoming(call, received=received)

@@ -63,6 +63,13 @@ KNOWN_END_REASONS: frozenset[str] = frozenset(
         "rejected:registry",
         "twilio_hangup",
         "dtmf_end_call",
+        "decided_elsewhere",
+        "control_lost",
+        "hangup_requested",
+        "session_expired",
+        "content_policy",
+        "connection_lost",
+        "session_closed",
     }
 )
 """End reasons the code base produces. Others (e.g. transfer tool names used as reasons) are
@@ -184,6 +191,15 @@ class Metrics:
             "Webhook deliveries ignored because they were already handled.",
             registry=r,
         )
+        self._engine = _BoundedLabel(("realtime", "live"), open_slots=0)
+        self._other_engine = Counter(
+            "callserver_webhook_other_engine_total",
+            "Incoming-call webhooks answered 2xx and left alone because the routed graph runs "
+            "on the other engine (one call can announce itself on both APIs), by the "
+            "webhook's engine.",
+            ["engine"],
+            registry=r,
+        )
         self._accept_latency = Histogram(
             "callserver_accept_latency_seconds",
             "Time from webhook received to the accept request answered.",
@@ -251,6 +267,9 @@ class Metrics:
 
     def webhook_rejected(self, reason: str) -> None:
         self._webhook_rejected.labels(self._webhook_reason(reason)).inc()
+
+    def webhook_other_engine(self, engine: str) -> None:
+        self._other_engine.labels(self._engine(engine)).inc()
 
     def duplicate_delivery(self) -> None:
         self._duplicates.inc()

@@ -111,19 +111,6 @@ class Settings(BaseModel):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
-    @property
-    def realtime_ws_base(self) -> str:
-        """The websocket base derived from the REST base: same host and path, ws/wss scheme."""
-        if self.openai_base_url.startswith("https://"):
-            return "wss://" + self.openai_base_url[len("https://") :]
-        return "ws://" + self.openai_base_url[len("http://") :]
-
-    def realtime_url(self, call_id: str) -> str:
-        """Control websocket URL for one call."""
-        from urllib.parse import quote
-
-        return f"{self.realtime_ws_base}/realtime?call_id={quote(call_id, safe='')}"
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read settings from environment variables; raise :class:`SettingsError` on bad ones."""

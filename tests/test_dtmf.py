@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from callserver.calls.dtmf import Keypad
+from callserver.engines.realtime.signals import realtime_signals
 from callserver.graph import load_config
 from callserver.graph.context import CallInfo
 from callserver.graph.dtmf_models import DtmfAction, DtmfPlan
@@ -246,7 +247,8 @@ async def _press(keys: list, plan: DtmfPlan = PLAN, settle: float = 0.05, **kw):
     keypad = Keypad(plan, actions, call_id="c1")
     task = asyncio.create_task(keypad.run())
     for key in keys:
-        keypad.on_server_event(key if isinstance(key, dict) else ev.dtmf(key))
+        for signal in realtime_signals(key if isinstance(key, dict) else ev.dtmf(key)):
+            keypad.on_signal(signal)
     await asyncio.sleep(settle)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -300,7 +302,8 @@ async def test_keypad_unmatched_ignore_and_timer_cancelled_on_close() -> None:
     actions = RecordedActions()
     keypad = Keypad(plan, actions, call_id="c1")
     task = asyncio.create_task(keypad.run())
-    keypad.on_server_event(ev.dtmf("1"))  # a sequence is pending: its timer is in run()
+    for signal in realtime_signals(ev.dtmf("1")):  # a sequence is pending: its timer is in run()
+        keypad.on_signal(signal)
     await asyncio.sleep(0.02)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)

@@ -1,4 +1,4 @@
-"""What callserver relies on in openai-agents' realtime internals (see callserver/calls/sdk.py).
+"""What callserver relies on in openai-agents' realtime internals (engines/realtime/sdk.py).
 
 When the SDK is upgraded, these fail first and name what changed.
 """
@@ -10,7 +10,7 @@ from importlib.metadata import version
 
 from agents.realtime.openai_realtime import OpenAIRealtimeSIPModel
 
-from callserver.calls import sdk
+from callserver.engines.realtime import sdk
 
 
 def test_sdk_version_within_the_tested_range() -> None:

@@ -1,6 +1,6 @@
 """Keypad presses on a live call, turned into the actions of the graph's ``dtmf:`` map.
 
-The session hands every raw server event to :meth:`Keypad.on_server_event`, which must not
+The session hands every signal of the call to :meth:`Keypad.on_signal`, which must not
 block or raise (it runs inside the session's event loop iteration), so it only queues the
 key. One task (:meth:`Keypad.run`, owned and cancelled by the call session) consumes the
 queue, keeps the inter-digit timer and runs actions one after another, so a handoff is sent
@@ -23,11 +23,11 @@ from typing import Any, Protocol
 
 from agents.realtime import RealtimeAgent
 
+from callserver.engines.signals import Signal
 from callserver.graph.dtmf_models import DIGITS, DtmfAction, DtmfPlan
 
 log = logging.getLogger(__name__)
 
-DTMF_EVENT = "input_audio_buffer.dtmf_event_received"
 MAX_SEQUENCE = 32
 """Longest sequence collected; a stuck key cannot grow the buffer without bound."""
 MAX_QUEUED = 64
@@ -61,11 +61,11 @@ class Keypad:
         self._buffer = ""
         self._deadline = 0.0
 
-    def on_server_event(self, message: dict[str, Any]) -> None:
-        """Queue the key of a DTMF event; anything else (or a malformed key) is ignored."""
-        if message.get("type") != DTMF_EVENT:
+    def on_signal(self, signal: Signal) -> None:
+        """Queue the key of a DTMF signal; anything else (or a malformed key) is ignored."""
+        if signal.kind != "dtmf":
             return
-        key = message.get("event")
+        key = signal.text
         if not isinstance(key, str) or key not in DIGITS:
             log.info("ignoring DTMF event %r", str(key)[:8], extra={"call_id": self._call_id})
             return

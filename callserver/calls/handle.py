@@ -2,7 +2,7 @@
 
 Tools run inside the SDK session, which the call task owns; ending the call from inside a
 tool by cancelling that task would cancel the tool itself. So requests made here are
-scheduled on the manager, and "end after the goodbye" waits for the response that follows
+scheduled on the manager, and "end after the goodbye" waits for the agent turn that follows
 the tool's output to finish.
 """
 
@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+
+from callserver.engines.signals import Signal
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +58,13 @@ class CallHandle:
         del reason
         await self._transfer(target_uri, "transferred")
 
-    def on_server_event(self, message: dict[str, Any]) -> None:
-        """Fed every raw server event; ends the call once the goodbye response is done."""
+    def on_signal(self, signal: Signal) -> None:
+        """Fed the call's signals; ends the call once the goodbye turn is done."""
         if self._pending_reason is None:
             return
-        kind = message.get("type")
-        response = message.get("response") or {}
-        if kind == "response.created" and self._target_response is None:
-            self._target_response = response.get("id")
-        elif kind == "response.done" and response.get("id") == self._target_response:
+        if signal.kind == "agent_started" and self._target_response is None:
+            self._target_response = signal.ref
+        elif signal.kind == "agent_done" and signal.ref == self._target_response:
             self._fire(self._pending_reason)
 
     def _fire(self, reason: str) -> None:

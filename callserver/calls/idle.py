@@ -10,20 +10,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+
+from callserver.engines.signals import Signal
 
 log = logging.getLogger(__name__)
 
-ACTIVITY_EVENTS = frozenset(
-    {
-        "input_audio_buffer.speech_started",
-        "input_audio_buffer.speech_stopped",
-        "input_audio_buffer.dtmf_event_received",
-        "conversation.item.input_audio_transcription.completed",
-        "response.done",
-        "response.created",
-    }
-)
+CALLER_SIGNALS = frozenset({"caller_activity", "caller_said", "dtmf"})
+"""The caller did something: the silence (and the one prompt) starts over."""
 
 PROMPT = (
     "The caller has been silent for a while. Ask once, briefly and politely, whether they "
@@ -32,7 +25,7 @@ PROMPT = (
 
 
 class IdleWatch:
-    """Fed raw server events; prompts once after ``timeout_s`` of silence, then ends."""
+    """Fed the call's signals; prompts once after ``timeout_s`` of silence, then ends."""
 
     def __init__(
         self,
@@ -50,17 +43,17 @@ class IdleWatch:
         self._responding = False
         self._prompted = False
 
-    def on_server_event(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind not in ACTIVITY_EVENTS:
+    def on_signal(self, signal: Signal) -> None:
+        kind = signal.kind
+        if kind == "agent_started":
+            self._responding = True
+        elif kind == "agent_done":
+            self._responding = False
+        elif kind in CALLER_SIGNALS:
+            self._prompted = False
+        else:
             return
         self._last = time.monotonic()
-        if kind == "response.created":
-            self._responding = True
-        elif kind == "response.done":
-            self._responding = False
-        else:  # the caller did something
-            self._prompted = False
 
     async def run(self) -> None:
         """Runs for the life of the session; cancelled by its owner (the call session)."""

@@ -12,20 +12,22 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from callserver.calls import sdk
-from callserver.calls.control import CallControlClient, CallGone, ControlError
 from callserver.calls.handle import CallHandle
 from callserver.calls.recordings import CallRecordings
 from callserver.calls.records import CallRecord, CallState
 from callserver.calls.registry import CallRegistry, RegistryUnavailable
 from callserver.calls.session import CallSession
+from callserver.engines.base import Engine
+from callserver.engines.errors import CallGone, ControlError, DecidedElsewhere
 from callserver.graph.context import CallInfo, CallToolContext
+from callserver.graph.routes import RouteResult
+from callserver.graph.spec import Config
 from callserver.logs import bind_call
 from callserver.metrics import Metrics
-from callserver.records.recorder import RecorderFactory
+from callserver.records.recorder import NULL_RECORDER, RecorderFactory
 from callserver.settings import Settings
 from callserver.webhooks.openai import IncomingCall
 
@@ -52,6 +54,15 @@ class Draining(Exception):
     """The instance takes no new calls (shutdown in progress)."""
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Routed:
+    """Where a webhook was routed: decided once, at intake, from one config snapshot."""
+
+    config: Config
+    info: CallInfo
+    route: RouteResult
+
+
 EndListener = Callable[[CallRecord], None]
 PreCheck = Callable[[IncomingCall], Awaitable[int | None]]
 """Runs before a call is admitted; returns a SIP code to reject it with, or None."""
@@ -65,7 +76,7 @@ class CallManager:
         *,
         settings: Settings,
         registry: CallRegistry,
-        control: CallControlClient,
+        engines: Mapping[str, Engine],
         config: ConfigSource,
         metrics: Metrics | None = None,
         recorder_factory: RecorderFactory | None = None,
@@ -73,7 +84,7 @@ class CallManager:
         self._settings = settings
         self.metrics = metrics or Metrics()
         self.registry = registry
-        self._control = control
+        self._engines = dict(engines)
         self._config = config
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._aux: set[asyncio.Task[Any]] = set()
@@ -87,15 +98,20 @@ class CallManager:
         self._recordings = CallRecordings(recorder_factory)
         self.coordinator: Coordinator | None = None
         """Set when calls are shared with other instances (Redis): routes ends to owners."""
-        control.observer = self._recordings.observe_rest if recorder_factory else None
 
     # ---- intake ---------------------------------------------------------------------------
 
     async def handle_incoming(self, call: IncomingCall, *, received: float | None = None) -> str:
-        """Claim and start a call; returns ``started`` or ``duplicate``.
+        """Claim and start a call; returns ``started``, ``duplicate`` or ``other_engine``.
 
         Raises :class:`Draining` while shutting down, *before* claiming anything, so the
         redelivery OpenAI makes after our 503 is still accepted (elsewhere or later).
+
+        One SIP call can announce itself on both APIs (a Realtime and a Live webhook, with
+        unrelated ids). The routed graph's engine decides which one we act on; the other is
+        answered 2xx and left alone -- never rejected, since a reject would end the call.
+        Calls routed to a rejection are rejected on whichever API asks: the first decision
+        wins and a second one just finds it made.
         """
         if self.draining:
             raise Draining()
@@ -103,12 +119,30 @@ class CallManager:
             log.info("duplicate delivery ignored", extra={"call_id": call.call_id})
             self.metrics.duplicate_delivery()
             return "duplicate"
-        if not await self.registry.claim_call(call.call_id):
+        config = self._config.current
+        info = self._routing_info(call)
+        route = config.route(info)
+        if route.graph is not None and route.graph.engine != call.engine:
+            log.info(
+                "%s webhook for graph %s ignored: the graph runs on %s",
+                call.engine,
+                route.graph.name,
+                route.graph.engine,
+                extra={"call_id": call.call_id, "event": call.event_type},
+            )
+            self.metrics.webhook_other_engine(call.engine)
+            return "other_engine"
+        if call.engine not in self._engines:
+            log.error("no %s engine configured", call.engine, extra={"call_id": call.call_id})
+            self.metrics.webhook_other_engine(call.engine)
+            return "other_engine"
+        if not await self.registry.claim_call(call.claim_key):
             log.info("duplicate call ignored", extra={"call_id": call.call_id})
             self.metrics.duplicate_delivery()
             return "duplicate"
         record = CallRecord(
             call_id=call.call_id,
+            engine=call.engine,
             caller=call.caller,
             dialed=call.dialed,
             twilio_call_sid=call.twilio_call_sid,
@@ -120,31 +154,35 @@ class CallManager:
             await self.registry.link_call_sid(call.twilio_call_sid, call.call_id)
         self._ended[call.call_id] = asyncio.Event()
         self._tasks[call.call_id] = asyncio.create_task(
-            self._call_task(record, call), name=f"call:{call.call_id}"
+            self._call_task(record, call, _Routed(config, info, route)),
+            name=f"call:{call.call_id}",
         )
         return "started"
 
     # ---- the call task --------------------------------------------------------------------
 
-    async def _call_task(self, record: CallRecord, call: IncomingCall) -> None:
+    async def _call_task(self, record: CallRecord, call: IncomingCall, routed: _Routed) -> None:
         bind_call(call_id=record.call_id)
         try:
-            reason, hangup = await self._lifecycle(record, call)
+            reason, hangup = await self._lifecycle(record, call, routed)
         except asyncio.CancelledError:
             raise  # an external end() owns finalisation
         except Exception:
             log.exception("call task failed", extra={"call_id": record.call_id})
             reason, hangup = "internal_error", True
+        if record.transfer_target is not None:  # whatever closed it, the transfer did it
+            reason, hangup = "transferred", False
         await self.end(record.call_id, reason, hangup=hangup)
 
-    async def _lifecycle(self, record: CallRecord, call: IncomingCall) -> tuple[str, bool]:
-        """Route, admit, accept, attach, run; returns (end reason, whether to hang up)."""
+    async def _lifecycle(
+        self, record: CallRecord, call: IncomingCall, routed: _Routed
+    ) -> tuple[str, bool]:
+        """Admit, accept, attach, run; returns (end reason, whether to hang up)."""
         deadline = record.created_mono + self._settings.ring_deadline_s
-        config = self._config.current
-        info = self._routing_info(call)
-        route = config.route(info)
+        info, route = routed.info, routed.route
+        engine = self._engines[call.engine]
         record.route = route.route_name
-        record.config_hash = config.config_hash
+        record.config_hash = routed.config.config_hash
         recorder = self._recordings.start(record, call, route.graph.name if route.graph else "")
         if route.graph is None:
             code = route.reject_sip_code or SIP_DECLINE
@@ -180,19 +218,19 @@ class CallManager:
         self._handles[record.call_id] = handle
         context = CallToolContext(call=info, graph=graph.name, controls=handle)
         record.transition(CallState.ACCEPTING)
-        body = await sdk.accept_payload(
-            agent=built.starting_agent,
-            model_name=built.model,
-            settings=built.model_settings,
-            run_config=built.run_config,
-            context=context,
-        )
+        body = await engine.accept_body(built, context)
         record.accept_sent_mono = time.monotonic()
         try:
-            await self._control.accept(record.call_id, body, deadline=deadline)
+            await engine.control.accept(record.call_id, body, deadline=deadline)
         except CallGone:
             log.info("caller gone before accept", extra={"call_id": record.call_id})
             return "caller_gone", False
+        except DecidedElsewhere:
+            log.warning(
+                "call decided elsewhere (another accept or reject won)",
+                extra={"call_id": record.call_id},
+            )
+            return "decided_elsewhere", False
         except ControlError as exc:
             log.error("accept failed: %s", exc.detail, extra={"call_id": record.call_id})
             return "accept_failed", False
@@ -201,15 +239,20 @@ class CallManager:
         self.metrics.call_started(graph.name, record.call_id)
         log.info(
             "call accepted",
-            extra={"call_id": record.call_id, "graph": graph.name, "route": route.route_name},
+            extra={
+                "call_id": record.call_id,
+                "graph": graph.name,
+                "route": route.route_name,
+                "engine": engine.name,
+            },
         )
+        tap = None if recorder is NULL_RECORDER else recorder.record
         session = CallSession(
             record=record,
             built=built,
             context=context,
-            url=self._settings.realtime_url(record.call_id),
-            api_key=self._settings.openai_api_key.get_secret_value(),
-            raw_listeners=[handle.on_server_event],
+            engine_call=engine.attach(record.call_id, built, tap),
+            listeners=[handle.on_signal],
             metrics=self.metrics,
             recorder=recorder,
             on_idle=lambda: self.spawn_end(record.call_id, "idle_timeout", True),
@@ -220,14 +263,25 @@ class CallManager:
         remaining = max_duration - (time.monotonic() - record.created_mono)
         try:
             async with asyncio.timeout(max(remaining, 0.0)):
-                reason = await session.run()
+                stopped = await session.run()
         except TimeoutError:
             return "max_duration", True
-        return reason, reason != "caller_hangup"
+        return stopped.reason, stopped.hangup
 
     @property
     def recorder_factory(self) -> RecorderFactory | None:
         return self._recordings.factory
+
+    def observe_rest(
+        self,
+        call_id: str,
+        action: str,
+        body: dict[str, Any] | None,
+        status: int | None,
+        error: str | None,
+    ) -> None:
+        """The engines' REST observer while recording: one ``rest`` entry per attempt."""
+        self._recordings.observe_rest(call_id, action, body, status, error)
 
     def _routing_info(self, call: IncomingCall) -> CallInfo:
         """What routing and placeholders see. A call that came in through our own Twilio
@@ -240,13 +294,18 @@ class CallManager:
                 info = dataclasses.replace(info, dialed=forwarded)
         return info
 
+    def _engine(self, record: CallRecord) -> Engine:
+        return self._engines[record.engine]
+
     async def _reject(
         self, record: CallRecord, code: int, deadline: float, reason: str
     ) -> tuple[str, bool]:
         try:
-            await self._control.reject(record.call_id, code, deadline=deadline)
+            await self._engine(record).control.reject(record.call_id, code, deadline=deadline)
         except CallGone:
             return "caller_gone", False
+        except DecidedElsewhere:
+            return "decided_elsewhere", False
         except ControlError as exc:
             log.error("reject failed: %s", exc.detail, extra={"call_id": record.call_id})
         return reason, False
@@ -282,7 +341,7 @@ class CallManager:
         task = self._tasks.get(call_id)
         try:
             if hangup and previous is CallState.ACTIVE:
-                await self._hangup(call_id)
+                await self._hangup(record)
         finally:
             if task is not None and task is not asyncio.current_task() and not task.done():
                 task.cancel()
@@ -290,26 +349,39 @@ class CallManager:
             if hangup and previous is CallState.ACCEPTING:
                 # An accept may have landed while we cancelled it: make sure no caller is
                 # left connected to nobody.
-                await self._hangup(call_id)
+                await self._hangup(record)
             elif hangup and previous is CallState.INCOMING:
                 # Still ringing: decline it rather than leave it ringing until a timeout.
-                await self._reject_quietly(call_id)
+                await self._reject_quietly(record)
             await self._finalize(record)
         return True
 
-    async def _reject_quietly(self, call_id: str) -> None:
+    async def _reject_quietly(self, record: CallRecord) -> None:
         try:
-            await self._control.reject(
-                call_id, SIP_DECLINE, deadline=time.monotonic() + HANGUP_TIMEOUT_S
+            await self._engine(record).control.reject(
+                record.call_id, SIP_DECLINE, deadline=time.monotonic() + HANGUP_TIMEOUT_S
             )
         except ControlError as exc:
-            log.info("reject of a ringing call failed: %s", exc.detail, extra={"call_id": call_id})
+            log.info(
+                "reject of a ringing call failed: %s", exc.detail, extra={"call_id": record.call_id}
+            )
 
-    async def _hangup(self, call_id: str) -> None:
+    async def _hangup(self, record: CallRecord) -> None:
         try:
-            await self._control.hangup(call_id, deadline=time.monotonic() + HANGUP_TIMEOUT_S)
+            await self._engine(record).control.hangup(
+                record.call_id, deadline=time.monotonic() + HANGUP_TIMEOUT_S
+            )
         except ControlError as exc:
-            log.error("hangup failed: %s", exc.detail, extra={"call_id": call_id})
+            log.error("hangup failed: %s", exc.detail, extra={"call_id": record.call_id})
+
+    async def hangup_orphan(self, call_id: str) -> None:
+        """Hang up a call whose owner died (the coordinator's sweep); raises ControlError so
+        the sweep can retry. The shared record says which engine runs it."""
+        record = await self.registry.get(call_id)
+        engine = self._engines.get(record.engine if record else "realtime")
+        if engine is None:
+            raise ControlError("hangup", None, f"no {record.engine if record else '?'} engine")
+        await engine.control.hangup(call_id, deadline=time.monotonic() + HANGUP_TIMEOUT_S)
 
     async def _finalize(self, record: CallRecord) -> None:
         call_id = record.call_id
@@ -362,8 +434,33 @@ class CallManager:
         record = await self.registry.get(call_id)
         if record is None or record.state is not CallState.ACTIVE:
             raise LookupError(call_id)
-        await self._control.refer(call_id, target_uri, deadline=time.monotonic() + HANGUP_TIMEOUT_S)
-        self.spawn_end(call_id, reason, hangup=False)
+        engine = self._engine(record)
+        await engine.control.refer(
+            call_id, target_uri, deadline=time.monotonic() + HANGUP_TIMEOUT_S
+        )
+        record.transfer_target = target_uri
+        if engine.refer_settle_s <= 0:
+            self.spawn_end(call_id, reason, hangup=False)
+        else:
+            self._own(
+                self._settle_transfer(call_id, reason, engine.refer_settle_s),
+                name=f"refer:{call_id}",
+            )
+
+    async def _settle_transfer(self, call_id: str, reason: str, wait_s: float) -> None:
+        """After a REFER the engine normally closes the session itself; if it does not within
+        ``wait_s`` (what GPT-Live does after a REFER is not documented), hang up so the
+        session does not run on with nobody on it."""
+        event = self._ended.get(call_id)
+        if event is None:
+            return
+        try:
+            await asyncio.wait_for(event.wait(), wait_s)
+        except TimeoutError:
+            log.info(
+                "session still open after the transfer: hanging up", extra={"call_id": call_id}
+            )
+            await self.end(call_id, reason, hangup=True)
 
     async def end_by_call_sid(self, call_sid: str, reason: str) -> bool:
         """End the call a Twilio CallSid maps to (X-Twilio-CallSid); False if none is live."""

@@ -48,6 +48,8 @@ class CallRecord:
     """Mutable while the call lives; frozen in spirit once ``state`` is ENDED."""
 
     call_id: str
+    engine: str = "realtime"
+    """Which API runs the call (``realtime`` or ``live``); ``call_id`` is that API's id."""
     caller: str | None = None
     dialed: str | None = None
     twilio_call_sid: str | None = None
@@ -71,7 +73,13 @@ class CallRecord:
     handoffs: int = 0
     guardrail_trips: int = 0
     errors: list[str] = dataclasses.field(default_factory=list)
-    usage: dict[str, int] = dataclasses.field(default_factory=dict)
+    usage: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Realtime: tokens summed over responses. Live: also ``seconds``, the latest cumulative
+    billable duration the session reported (never summed)."""
+    transfer_target: str | None = None
+    """Set once a REFER succeeded: the call then ends as ``transferred`` whatever closes it."""
+    recording: dict[str, Any] | None = None
+    """A stored engine recording (Live ``store: true``): file, bytes, or error."""
     transcript: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """Turns as transcribed: {role: caller|agent, agent, text, at (s since start), item_id}."""
 
@@ -109,6 +117,7 @@ class CallRecord:
         """JSON-ready view for logs and the admin API (numbers stay out unless asked)."""
         return {
             "call_id": self.call_id,
+            "engine": self.engine,
             "state": self.state.value,
             "graph": self.graph,
             "route": self.route,
@@ -122,4 +131,6 @@ class CallRecord:
             "guardrail_trips": self.guardrail_trips,
             "errors": list(self.errors),
             "usage": dict(self.usage),
+            "transfer_target": self.transfer_target,
+            "recording": dict(self.recording) if self.recording else None,
         }

@@ -1,9 +1,10 @@
-"""One agents-SDK realtime session attached to one accepted call.
+"""One agents-SDK realtime session attached to one accepted call, on any engine.
 
-The runner connects ``OpenAIRealtimeSIPModel`` to the call's control websocket, optionally
-has the agent speak first, and consumes every session event into the call record. It does
-not decide how a call ends: it returns why its event stream stopped, and the call manager's
-one end path does the rest.
+The runner connects the engine's SDK model (``EngineCall.model``) to the call's control
+connection, optionally has the agent speak first, and consumes every session event into the
+call record. It does not decide how a call ends: it returns why its event stream stopped,
+and the call manager's one end path does the rest. Nothing here knows a wire protocol: raw
+server events reach it only as the engine's :class:`~callserver.engines.signals.Signal`\\ s.
 """
 
 from __future__ import annotations
@@ -14,30 +15,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agents.realtime import RealtimeAgent, RealtimeSession, RealtimeSessionEvent
-from agents.realtime.model_inputs import RealtimeModelSendRawMessage
+from agents.realtime import RealtimeAgent, RealtimeRunner, RealtimeSession, RealtimeSessionEvent
+from agents.realtime.model_events import RealtimeModelOtherEvent, RealtimeModelRawServerEvent
 
-from callserver.calls import sdk
 from callserver.calls.dtmf import CallControlsLike, CallKeypadActions, Keypad
 from callserver.calls.idle import IdleWatch
 from callserver.calls.records import CallRecord, ToolCall
+from callserver.engines.base import EngineCall, StreamEnd
+from callserver.engines.signals import Signal
 from callserver.graph.context import CallToolContext
+from callserver.graph.spec import BuiltGraph
 from callserver.metrics import Metrics
 from callserver.records.recorder import NULL_RECORDER, CallRecorder
 
 log = logging.getLogger(__name__)
 
-RawListener = Callable[[dict[str, Any]], None]
+SignalListener = Callable[[Signal], None]
 MAX_TURNS = 500
 MAX_TURN_CHARS = 4000
-
-
-class SessionEnded(Exception):
-    """The session's stream stopped; ``reason`` says why (for the end path)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class CallSession:
@@ -47,11 +42,10 @@ class CallSession:
         self,
         *,
         record: CallRecord,
-        built: Any,
+        built: BuiltGraph,
         context: CallToolContext,
-        url: str,
-        api_key: str,
-        raw_listeners: list[RawListener],
+        engine_call: EngineCall,
+        listeners: list[SignalListener],
         metrics: Metrics,
         recorder: CallRecorder = NULL_RECORDER,
         on_idle: Callable[[], None] | None = None,
@@ -64,29 +58,23 @@ class CallSession:
         self._record = record
         self._built = built
         self._context = context
-        self._url = url
-        self._api_key = api_key
-        self._raw_listeners = raw_listeners
+        self._engine_call = engine_call
+        self._listeners = listeners
         self.session: RealtimeSession | None = None
         self._open_tools: dict[str, list[ToolCall]] = {}
 
-    async def run(self) -> str:
-        """Connect, consume events, and return the end reason when the stream stops.
+    async def run(self) -> StreamEnd:
+        """Connect, consume events, and return why the stream stopped.
 
-        Cancellation (our end path) propagates; the ``async with`` closes the SDK session,
-        which cancels and awaits its tool and guardrail tasks.
+        Cancellation (our end path) propagates; closing the SDK session cancels and awaits
+        its tool and guardrail tasks.
         """
         built = self._built
-        tap = None if self._recorder is NULL_RECORDER else self._recorder.record
-        model = sdk.make_model(built.model, tap)
-        runner = sdk.make_runner(built.starting_agent, model, built.run_config)
-        config = sdk.model_config(
-            call_id=self._record.call_id,
-            url=self._url,
-            api_key=self._api_key,
-            settings=built.model_settings,
+        engine_call = self._engine_call
+        runner = RealtimeRunner(
+            built.starting_agent, model=engine_call.model, config=built.run_config
         )
-        session = await runner.run(context=self._context, model_config=config)
+        session = await runner.run(context=self._context, model_config=engine_call.model_config)
         try:
             await session.__aenter__()
         except Exception as exc:
@@ -96,7 +84,7 @@ class CallSession:
                 extra={"call_id": self._record.call_id},
             )
             await session.close()
-            return "connect_failed"
+            return StreamEnd("connect_failed", hangup=True)
         self.session = session
         idle_task: asyncio.Task[None] | None = None
         keypad_task: asyncio.Task[None] | None = None
@@ -107,23 +95,23 @@ class CallSession:
                 watch = IdleWatch(
                     idle_s, prompt=self.say, end=self._on_idle, call_id=self._record.call_id
                 )
-                self._raw_listeners.append(watch.on_server_event)
+                self._listeners.append(watch.on_signal)
                 idle_task = asyncio.create_task(watch.run(), name=f"idle:{self._record.call_id}")
             keypad_task = self._start_keypad()
-            if built.greeting:
-                await self.say(built.greeting)
+            if built.greeting and (greeting := engine_call.greeting(built.greeting)) is not None:
+                await session.model.send_event(greeting)
+            error: BaseException | None = None
             try:
                 async for event in session:
                     self._on_event(event)
             except Exception as exc:
-                # The SDK raises the websocket's close (1006 and friends) from the iterator:
-                # for a SIP call that is the caller hanging up.
+                error = exc
                 log.info(
                     "session stream stopped: %s",
                     type(exc).__name__,
                     extra={"call_id": self._record.call_id},
                 )
-            return "caller_hangup"
+            return engine_call.stream_end(error)
         finally:
             self.session = None
             for task in (idle_task, keypad_task):
@@ -135,8 +123,8 @@ class CallSession:
     def _start_keypad(self) -> asyncio.Task[None] | None:
         """DTMF handling per the graph's ``dtmf:`` map (none without one, or without call
         controls to transfer and end with)."""
-        plan = getattr(self._built, "dtmf", None)
-        if plan is None or not plan.enabled or self._controls is None:
+        plan = self._built.dtmf
+        if not plan.enabled or self._controls is None:
             return None
         actions = CallKeypadActions(
             agents=self._built.agents,
@@ -145,7 +133,7 @@ class CallSession:
             controls=self._controls,
         )
         keypad = Keypad(plan, actions, call_id=self._record.call_id)
-        self._raw_listeners.append(keypad.on_server_event)
+        self._listeners.append(keypad.on_signal)
         return asyncio.create_task(keypad.run(), name=f"dtmf:{self._record.call_id}")
 
     async def switch_agent(self, agent: RealtimeAgent[Any]) -> None:
@@ -170,25 +158,20 @@ class CallSession:
             await self.session.send_message(text)
 
     async def say(self, instructions: str) -> None:
-        """Ask the model for a response now (greetings, prompts): a raw ``response.create``."""
-        if self.session is None:
-            return
-        await self.session.model.send_event(
-            RealtimeModelSendRawMessage(
-                message={
-                    "type": "response.create",
-                    "other_data": {"response": {"instructions": instructions}},
-                }
-            )
-        )
+        """Ask the model to speak now (greetings, prompts), the engine's way."""
+        if self.session is not None:
+            await self.session.model.send_event(self._engine_call.say(instructions))
 
     def _on_event(self, event: RealtimeSessionEvent) -> None:
         record = self._record
         call_id = record.call_id
         if event.type == "raw_model_event":
             data = event.data
-            if data.type == "raw_server_event" and isinstance(data.data, dict):
-                self._on_raw(data.data)
+            if isinstance(data, RealtimeModelRawServerEvent) and isinstance(data.data, dict):
+                for signal in self._engine_call.signals(data.data):
+                    self._on_signal(signal)
+            elif isinstance(data, RealtimeModelOtherEvent) and isinstance(data.data, Signal):
+                self._on_signal(data.data)  # an engine's own inference (e.g. Live turns)
             return
         if event.type == "agent_start":
             record.visit(event.agent.name)
@@ -233,16 +216,16 @@ class CallSession:
         elif event.type == "guardrail_tripped":
             record.guardrail_trips += 1
             self._metrics.guardrail_tripped(record.graph)
-            self._recorder.record("guardrail", {"agent": self._record.current_agent})
+            self._recorder.record("guardrail", {"agent": record.current_agent})
             log.warning("output guardrail tripped", extra={"call_id": call_id})
         elif event.type == "error":
             record.errors.append(str(event.error)[:200])
             log.warning("session error: %s", str(event.error)[:200], extra={"call_id": call_id})
 
-    def _add_turn(self, role: str, text: object, item_id: object) -> None:
+    def _add_turn(self, role: str, text: str | None, item_id: str | None) -> None:
         """Keep what was said (bounded per call) for the post-call event."""
         transcript = self._record.transcript
-        if not isinstance(text, str) or not text or len(transcript) >= MAX_TURNS:
+        if not text or len(transcript) >= MAX_TURNS:
             return
         transcript.append(
             {
@@ -250,25 +233,22 @@ class CallSession:
                 "agent": self._record.current_agent if role == "agent" else None,
                 "text": text[:MAX_TURN_CHARS],
                 "at": round(time.monotonic() - self._record.created_mono, 3),
-                "item_id": item_id if isinstance(item_id, str) else None,
+                "item_id": item_id,
             }
         )
 
-    def _on_raw(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == "response.done":
-            usage = (message.get("response") or {}).get("usage") or {}
-            for key in ("input_tokens", "output_tokens", "total_tokens"):
-                value = usage.get(key)
-                if isinstance(value, int):
-                    self._record.usage[key] = self._record.usage.get(key, 0) + value
-        elif kind == "conversation.item.input_audio_transcription.completed":
-            self._add_turn("caller", message.get("transcript"), message.get("item_id"))
-        elif kind == "response.output_audio_transcript.done":
-            self._add_turn("agent", message.get("transcript"), message.get("item_id"))
+    def _on_signal(self, signal: Signal) -> None:
+        kind = signal.kind
+        if kind == "usage" and signal.usage:
+            usage = self._record.usage
+            for key, value in signal.usage.items():
+                usage[key] = value if signal.cumulative else usage.get(key, 0) + value
+        elif kind == "caller_said":
+            self._add_turn("caller", signal.text, signal.ref)
+        elif kind == "agent_said":
+            self._add_turn("agent", signal.text, signal.ref)
         elif kind == "error":
-            code = (message.get("error") or {}).get("code")
-            self._record.errors.append(str(code))
-            self._metrics.session_error(str(code) if code else None)
-        for listener in self._raw_listeners:
-            listener(message)
+            self._record.errors.append(str(signal.text))
+            self._metrics.session_error(signal.text)
+        for listener in self._listeners:
+            listener(signal)

@@ -27,6 +27,12 @@ VOICES: tuple[str, ...] = (
     "cedar",
 )
 """Voices the realtime API accepts on a call (protocol.md); anything else is ``{id: ...}``."""
+LIVE_ONLY_VOICES: tuple[str, ...] = (
+    "beacon", "bossa", "cinder", "delta", "gleam", "meridian", "quartz", "ripple", "shida",
+    "stone", "tempo", "vesper", "willow",
+)  # fmt: skip
+"""GPT-Live's further built-in voices; which voices a graph may use depends on its engine
+(checked by the resolver, which knows the engine)."""
 
 
 class Strict(BaseModel):
@@ -42,8 +48,9 @@ class CustomVoice(Strict):
 
 
 def _check_voice(value: str | CustomVoice) -> str | CustomVoice:
-    if isinstance(value, str) and value not in VOICES:
-        hint = did_you_mean(value, VOICES) or f" (voices: {', '.join(VOICES)}, or {{id: ...}})"
+    known = (*VOICES, *LIVE_ONLY_VOICES)
+    if isinstance(value, str) and value not in known:
+        hint = did_you_mean(value, known) or f" (voices: {', '.join(VOICES)}, or {{id: ...}})"
         raise ValueError(f"unknown voice {value!r}{hint}")
     return value
 
@@ -54,7 +61,7 @@ Voice = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "enum": list(VOICES)},
+                {"type": "string", "enum": [*VOICES, *LIVE_ONLY_VOICES]},
                 {
                     "type": "object",
                     "properties": {"id": {"type": "string"}},

@@ -6,12 +6,13 @@ One YAML file = one graph. Agents are keyed by an id used for references inside 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
 from callserver.graph.dtmf_models import DtmfSpec
 from callserver.graph.fields import NAME_PATTERN, Strict, Voice
+from callserver.graph.live_models import LiveSettings
 from callserver.graph.session_models import LimitsSpec, SessionSettings
 from callserver.graph.tool_models import GuardrailSpec, ToolSpec
 
@@ -64,12 +65,18 @@ class GraphFile(Strict):
         None, pattern=NAME_PATTERN, description="what routes refer to; defaults to the file name"
     )
     description: str | None = None
+    engine: Literal["realtime", "live"] = Field(
+        "realtime",
+        description="the OpenAI API that runs this graph's calls: realtime (Realtime API, "
+        "webhook realtime.call.incoming) or live (GPT-Live, webhook live.transport.incoming)",
+    )
     start: str = Field(description="key of the agent that answers the call")
     greeting: str | None = Field(
         None, description="what the starting agent says first; unset = wait for the caller"
     )
     timezone: str = Field("UTC", description="IANA zone used for {{ now }}")
     session: SessionSettings = Field(default_factory=SessionSettings)
+    live: LiveSettings | None = Field(None, description="GPT-Live settings (engine: live)")
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     guardrail_debounce_chars: int = Field(
         100, ge=1, description="run output guardrails every N characters of speech"

@@ -16,6 +16,7 @@ from callserver.graph.errors import ConfigIssue, no_such
 from callserver.graph.graph_models import AgentSpec, GraphFile
 from callserver.graph.placeholders import check_template
 from callserver.graph.resolve_dtmf import resolve_dtmf
+from callserver.graph.resolve_engine import check_engine
 from callserver.graph.resolve_tools import resolve_guardrail, resolve_tool
 from callserver.graph.spec import AgentPlan, GraphSpec, Limits, handoff_tool_name
 from callserver.graph.yamlsrc import LineDict, format_path, locate
@@ -88,6 +89,12 @@ class GraphResolver:
             self.report(["start"], no_such("agent", gf.start, gf.agents))
         if gf.greeting:
             self._template(gf.greeting, ["greeting"])
+        live = check_engine(gf, self.report)
+        if gf.live is not None:
+            for key in ("instructions", "safety_identifier"):
+                text = getattr(gf.live, key)
+                if text:
+                    self._template(text, ["live", key])
         seen_names: dict[str, str] = {}
         plans: dict[str, AgentPlan] = {}
         for key, agent in gf.agents.items():
@@ -132,6 +139,8 @@ class GraphResolver:
             timezone=gf.timezone,
             guardrail_debounce_chars=gf.guardrail_debounce_chars,
             dtmf=dtmf,
+            engine=gf.engine,
+            live=live,
         )
 
     def _agent(

@@ -22,6 +22,7 @@ from agents.realtime import (
 
 from callserver.graph.context import CallInfo, CallToolContext
 from callserver.graph.dtmf_models import DtmfPlan
+from callserver.graph.live_models import LiveSettings
 from callserver.graph.placeholders import renderer
 from callserver.graph.routes import RouteResult, RouteTable
 from callserver.graph.session_models import AUDIO_FORMATS, SessionSettings
@@ -55,6 +56,16 @@ def handoff_tool_name(agent_name: str) -> str:
     return "transfer_to_" + re.sub(r"[^a-z0-9_]", "_", agent_name.lower())
 
 
+@dataclass(frozen=True, slots=True)
+class BuiltLive:
+    """A Live graph's per-call values: settings plus the placeholders rendered for this call."""
+
+    settings: LiveSettings
+    instructions: str
+    """The voice model's (frontend) prompt."""
+    safety_identifier: str | None
+
+
 @dataclass(slots=True)
 class BuiltGraph:
     """The SDK objects for one call. Nothing here is shared with another call."""
@@ -67,6 +78,10 @@ class BuiltGraph:
     greeting: str | None
     limits: Limits
     dtmf: DtmfPlan = field(default_factory=DtmfPlan)
+    engine: str = "realtime"
+    voice: str | dict[str, str] = "marin"
+    live: BuiltLive | None = None
+    """Set for ``engine: live`` graphs."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -84,17 +99,28 @@ class GraphSpec:
     timezone: str
     guardrail_debounce_chars: int
     dtmf: DtmfPlan = field(default_factory=DtmfPlan)
+    engine: str = "realtime"
+    live: LiveSettings | None = None
+    """For ``engine: live``: always set (defaults filled in) once the graph is valid."""
 
     def __repr__(self) -> str:
         return f"GraphSpec(name={self.name!r}, file={self.file!r}, agents={list(self.agents)!r})"
 
+    @property
+    def voice(self) -> str | dict[str, str]:
+        """The call's voice: the starting agent's, else the session's (fixed for the call)."""
+        voice: Any = self.agents[self.start].voice or self.session.voice
+        return voice if isinstance(voice, str | dict) else voice.model_dump()
+
     def model_settings(self) -> RealtimeSessionModelSettings:
         """Session settings for the SDK: only what is configured, never ``model_name``
-        (the SDK refuses it together with a SIP ``call_id``; the model goes in the accept)."""
+        (the SDK refuses it together with a SIP ``call_id``; the model goes in the accept).
+        A Live graph has no Realtime session settings: only its voice is shared."""
+        if self.engine != "realtime":
+            return {"voice": self.voice}  # type: ignore[typeddict-item]
         s = self.session
-        voice = self.agents[self.start].voice or s.voice
         settings: dict[str, Any] = {
-            "voice": voice if isinstance(voice, str | dict) else voice.model_dump(),
+            "voice": self.voice,
             "turn_detection": s.turn_detection.model_dump(exclude_none=True),
             "input_audio_transcription": (
                 s.transcription.model_dump(exclude_none=True) if s.transcription else None
@@ -141,17 +167,30 @@ class GraphSpec:
         run_config: RealtimeRunConfig = {
             "model_settings": model_settings,
             "guardrails_settings": {"debounce_text_length": self.guardrail_debounce_chars},
-            "tracing_disabled": self.session.tracing is None,
+            "tracing_disabled": self.session.tracing is None or self.engine != "realtime",
         }
+        live = None
+        if self.live is not None:
+            frontend = self.live.instructions
+            live = BuiltLive(
+                settings=self.live,
+                instructions=render(frontend) if frontend else str(agents[self.start].instructions),
+                safety_identifier=(
+                    render(self.live.safety_identifier) if self.live.safety_identifier else None
+                ),
+            )
         return BuiltGraph(
             starting_agent=agents[self.start],
             agents=agents,
-            model=self.session.model,
+            model=self.live.model if self.live is not None else self.session.model,
             model_settings=model_settings,
             run_config=run_config,
             greeting=render(self.greeting) if self.greeting else None,
             limits=self.limits,
             dtmf=self.dtmf,
+            engine=self.engine,
+            voice=self.voice,
+            live=live,
         )
 
 

@@ -1,4 +1,10 @@
-"""OpenAI's ``realtime.call.incoming`` webhook, parsed into a typed :class:`IncomingCall`.
+"""OpenAI's incoming-call webhooks, parsed into one typed :class:`IncomingCall`.
+
+Three event types announce a ringing SIP call: ``realtime.call.incoming`` (Realtime API,
+``data.call_id``), ``live.transport.incoming`` (GPT-Live, ``data.session_id``, ``data.type:
+"sip"``) and its deprecated twin ``live.call.incoming`` (no ``data.type``). One pending call
+may fire a Realtime and a Live event with *different* ids (never derive one from the other);
+which of them is acted on is the call manager's decision (the graph's engine), not ours.
 
 Verification happens before this module sees the body (see ``signature.py``). Parsing is
 tolerant of keys OpenAI may add later and strict about the ones we rely on.
@@ -15,6 +21,15 @@ from callserver.graph.context import CallInfo
 from callserver.webhooks.errors import WebhookError
 
 CALL_INCOMING = "realtime.call.incoming"
+LIVE_TRANSPORT_INCOMING = "live.transport.incoming"
+LIVE_CALL_INCOMING = "live.call.incoming"
+"""Deprecated name of ``live.transport.incoming``; existing subscriptions still get it."""
+INCOMING_EVENTS: dict[str, tuple[str, str]] = {
+    CALL_INCOMING: ("realtime", "call_id"),
+    LIVE_TRANSPORT_INCOMING: ("live", "session_id"),
+    LIVE_CALL_INCOMING: ("live", "session_id"),
+}
+"""Incoming-call event type -> (engine, the data key holding the id accept/reject take)."""
 _MAX_HEADERS = 200
 _UNRECORDED_HEADERS = frozenset({"webhook-signature", "svix-signature", "authorization", "cookie"})
 _CALL_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
@@ -33,9 +48,11 @@ class WebhookEvent:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class IncomingCall:
-    """One ``realtime.call.incoming`` event. Header values are untrusted caller input."""
+    """One incoming-call event, on either engine. Header values are untrusted caller input."""
 
     call_id: str
+    """The id the event's API takes for accept/reject: Realtime ``call_id`` (``rtc_...``) or
+    Live ``session_id`` (``live_...``); opaque, used unchanged."""
     event_id: str
     webhook_id: str
     from_uri: str | None
@@ -49,6 +66,17 @@ class IncomingCall:
     """The verified webhook body, kept for call recording."""
     delivery_headers: tuple[tuple[str, str], ...] = ()
     """The webhook's HTTP headers minus its signature, kept for call recording."""
+    engine: str = "realtime"
+    """The API that sent the event: ``realtime`` or ``live``."""
+    event_type: str = CALL_INCOMING
+    sip_media_security: str | None = None
+    """Live only: SDP-negotiated media protection (``srtp``, ``rtp``, or a newer value)."""
+
+    @property
+    def claim_key(self) -> str:
+        """The id claimed once per call. Live ids get their own namespace so that a Live id
+        equal to a Realtime one (an older spec said they were) cannot shadow the other."""
+        return self.call_id if self.engine == "realtime" else f"{self.engine}:{self.call_id}"
 
     def info(self) -> CallInfo:
         """The subset the agent graph may see (routing, placeholders)."""
@@ -93,10 +121,28 @@ def parse_incoming_call(
     webhook_id: str,
     delivery_headers: tuple[tuple[str, str], ...] = (),
 ) -> IncomingCall:
-    """Build an :class:`IncomingCall` from a verified ``realtime.call.incoming`` event."""
-    call_id = event.data.get("call_id")
+    """Build an :class:`IncomingCall` from a verified incoming-call event (any engine)."""
+    engine, id_key = INCOMING_EVENTS[event.type]
+    call_id = event.data.get(id_key)
     if not isinstance(call_id, str) or not _CALL_ID_RE.match(call_id):
-        raise WebhookError(400, "data.call_id must be a call id string", reason="bad_shape")
+        what = id_key.replace("_id", "")
+        raise WebhookError(400, f"data.{id_key} must be a {what} id string", reason="bad_shape")
+    media_security = None
+    if engine == "live":
+        transport = event.data.get("type")
+        if event.type == LIVE_TRANSPORT_INCOMING and transport != "sip":
+            raise WebhookError(
+                400, f"data.type must be 'sip' for {event.type}", reason="bad_shape"
+            )
+        if event.type == LIVE_CALL_INCOMING and transport not in (None, "sip"):
+            raise WebhookError(400, "data.type, when present, must be 'sip'", reason="bad_shape")
+        media_security = event.data.get("sip_media_security")
+        if media_security is not None and not isinstance(media_security, str):
+            raise WebhookError(
+                400, "data.sip_media_security must be a string", reason="bad_shape"
+            )
+    if engine == "live" and "sip_headers" not in event.data:
+        raise WebhookError(400, "data.sip_headers is required", reason="bad_shape")
     raw_headers = event.data.get("sip_headers", [])
     if not isinstance(raw_headers, list):
         raise WebhookError(400, "data.sip_headers must be a list", reason="bad_shape")
@@ -136,4 +182,7 @@ def parse_incoming_call(
         delivery_headers=tuple(
             (k, v) for k, v in delivery_headers if k.lower() not in _UNRECORDED_HEADERS
         ),
+        engine=engine,
+        event_type=event.type,
+        sip_media_security=media_security[:32] if media_security else None,
     )

@@ -1,9 +1,9 @@
-"""Call control over OpenAI's REST API: accept, reject, refer, hang up.
+"""The HTTP mechanics every engine's call control shares: one POST with deadline-bound retries.
 
-Each method maps the API's answers onto what the call manager needs to decide: done,
-the call is gone (404), or failed. Transient failures (connect errors, timeouts, 429, 5xx)
-are retried with jittered exponential backoff (tenacity) but never past the deadline the
-caller passes in: a ringing phone does not wait for our retries.
+Engines own their paths and bodies (``engines/<name>/control.py``); this module only knows
+how to send one, retry what is transient (connect errors, timeouts, 429, 5xx) with jittered
+exponential backoff (tenacity) but never past the caller's monotonic deadline (a ringing
+phone does not wait for our retries), and map final answers onto :mod:`engines.errors`.
 """
 
 from __future__ import annotations
@@ -12,37 +12,19 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
+
+from callserver.engines.errors import CallGone, ControlError, DecidedElsewhere
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-
+DECISION_ALREADY_MADE = "decision_already_made"
 
 RestObserver = Callable[[str, str, "dict[str, Any] | None", "int | None", "str | None"], None]
 """(call_id, action, request body, HTTP status or None, error or None), once per attempt."""
-
-
-class ControlError(Exception):
-    """A call-control request failed for good (non-retryable, or out of time)."""
-
-    def __init__(self, action: str, status: int | None, detail: str) -> None:
-        super().__init__(f"{action} failed: {detail}")
-        self.action = action
-        self.status = status
-        self.detail = detail
-
-
-class CallGone(ControlError):
-    """404: the call no longer exists (caller hung up, or already ended)."""
 
 
 class _Retryable(Exception):
@@ -52,18 +34,21 @@ class _Retryable(Exception):
         self.detail = detail
 
 
-def _error_detail(response: httpx.Response) -> str:
-    """The API's error message, if it sent one, else the status line (never headers)."""
+def _error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
+    """(code, message) of an OpenAI error envelope, if the body is one."""
     try:
-        message = response.json().get("error", {}).get("message")
+        error = response.json().get("error") or {}
     except Exception:
-        message = None
-    detail = f"HTTP {response.status_code}"
-    return f"{detail}: {str(message)[:200]}" if message else detail
+        return None, None
+    if not isinstance(error, dict):
+        return None, None
+    code, message = error.get("code"), error.get("message")
+    return (code if isinstance(code, str) else None), (str(message) if message else None)
 
 
-class CallControlClient:
-    """Thin client for ``/realtime/calls/{call_id}/{action}``; one per process."""
+class DeadlineRest:
+    """An ``httpx.AsyncClient`` on the OpenAI base URL plus the retry policy; one per process,
+    shared by the engines' control clients."""
 
     def __init__(
         self,
@@ -87,35 +72,30 @@ class CallControlClient:
         self._max_attempts = max_attempts
         self._on_retry = on_retry
         self.observer = observer
+        """Set by call recording: sees every attempt of every engine's requests."""
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The pooled client, for engine requests that are not call control (downloads)."""
+        return self._client
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def accept(self, call_id: str, session: dict[str, Any], *, deadline: float) -> None:
-        """Accept a ringing call with a full session config; raises CallGone/ControlError."""
-        await self._post(call_id, "accept", session, deadline=deadline)
-
-    async def reject(self, call_id: str, status_code: int, *, deadline: float) -> None:
-        """Decline a ringing call with a SIP status (486 busy, 603 decline, ...)."""
-        await self._post(call_id, "reject", {"status_code": status_code}, deadline=deadline)
-
-    async def refer(self, call_id: str, target_uri: str, *, deadline: float) -> None:
-        """Cold-transfer a live call to a ``tel:`` or ``sip:`` URI (SIP REFER)."""
-        await self._post(call_id, "refer", {"target_uri": target_uri}, deadline=deadline)
-
-    async def hangup(self, call_id: str, *, deadline: float) -> bool:
-        """Hang up; returns False when the call was already gone (404), which is success."""
-        try:
-            await self._post(call_id, "hangup", None, deadline=deadline)
-        except CallGone:
-            return False
-        return True
-
-    async def _post(
-        self, call_id: str, action: str, body: dict[str, Any] | None, *, deadline: float
+    async def post(
+        self,
+        call_id: str,
+        path: str,
+        action: str,
+        body: dict[str, Any] | None,
+        *,
+        deadline: float,
     ) -> None:
-        """POST with retries until success, a final answer, or the monotonic ``deadline``."""
-        path = f"/realtime/calls/{quote(call_id, safe='')}/{action}"
+        """POST with retries until success, a final answer, or the monotonic ``deadline``.
+
+        Raises :class:`CallGone` (404), :class:`DecidedElsewhere` (``decision_already_made``,
+        whatever its status), or :class:`ControlError` (anything else final, or out of time).
+        """
 
         def out_of_time(state: RetryCallState) -> bool:
             return time.monotonic() >= deadline or state.attempt_number >= self._max_attempts
@@ -171,16 +151,17 @@ class CallControlClient:
             raise _Retryable(None, "deadline passed")
         timeout = min(self._timeout_s, remaining)
         try:
-            response = await self._client.post(
-                path,
-                json=body,
-                timeout=httpx.Timeout(timeout),
-            )
+            response = await self._client.post(path, json=body, timeout=httpx.Timeout(timeout))
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             raise _Retryable(None, type(exc).__name__) from None
         if response.status_code < 300:
             return response.status_code
-        detail = _error_detail(response)
+        code, message = _error_fields(response)
+        detail = f"HTTP {response.status_code}"
+        if message:
+            detail = f"{detail}: {message[:200]}"
+        if code == DECISION_ALREADY_MADE:
+            raise DecidedElsewhere(action, response.status_code, detail)
         if response.status_code == 404:
             raise CallGone(action, 404, detail)
         if response.status_code in RETRYABLE_STATUS:

@@ -8,16 +8,15 @@ upgrade is checked here (and by ``tests/test_sdk_contract.py``), nowhere else.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-from agents.realtime import RealtimeAgent, RealtimeRunConfig, RealtimeRunner
+from agents.realtime import RealtimeAgent, RealtimeRunConfig
 from agents.realtime.config import RealtimeSessionModelSettings
 from agents.realtime.model import RealtimeModelConfig
 from agents.realtime.openai_realtime import OpenAIRealtimeSIPModel
 
-FrameTap = Callable[[str, dict[str, Any]], None]
-"""Called with ("ws_out" | "ws_in", {"event": <parsed frame>}) for every websocket frame."""
+from callserver.engines.base import FrameTap
 
 
 class _TappedConnection:
@@ -84,13 +83,6 @@ def model_config(
         "api_key": api_key,
         "initial_model_settings": settings,
     }
-
-
-def make_runner(
-    agent: RealtimeAgent[Any], model: OpenAIRealtimeSIPModel, run_config: RealtimeRunConfig
-) -> RealtimeRunner:
-    """One runner per call, bound to that call's model object."""
-    return RealtimeRunner(starting_agent=agent, model=model, config=run_config)
 
 
 async def accept_payload(

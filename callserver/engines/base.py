@@ -1,0 +1,86 @@
+"""The seam between the call path and an engine (Realtime, GPT-Live): the interfaces only.
+
+The call manager and the call session talk to an engine through :class:`Engine` and the
+per-call :class:`EngineCall`; everything that knows an engine's URLs, message shapes or
+quirks lives in ``engines/<name>/``. The agents SDK's ``RealtimeModel`` is the session-level
+half of the seam: each engine provides one, so the SDK's ``RealtimeSession`` runs tools,
+handoffs and guardrails the same way on both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from agents.realtime.model import RealtimeModel, RealtimeModelConfig
+from agents.realtime.model_inputs import RealtimeModelSendEvent
+
+from callserver.engines.signals import Signal
+
+if TYPE_CHECKING:
+    from callserver.graph.context import CallToolContext
+    from callserver.graph.spec import BuiltGraph
+
+FrameTap = Callable[[str, dict[str, Any]], None]
+"""Called with ("ws_out" | "ws_in", {"event": <parsed frame>}) for every control frame."""
+
+
+class CallControl(Protocol):
+    """Call control over REST: the four decisions callserver makes about a call."""
+
+    async def accept(self, call_id: str, body: dict[str, Any], *, deadline: float) -> None: ...
+
+    async def reject(self, call_id: str, status_code: int, *, deadline: float) -> None: ...
+
+    async def refer(self, call_id: str, target_uri: str, *, deadline: float) -> None: ...
+
+    async def hangup(self, call_id: str, *, deadline: float) -> bool:
+        """False when the call was already gone (404), which is success."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """Why a call's control stream stopped, and whether the call may still be connected
+    (then the end path hangs it up so no caller is left talking to nobody)."""
+
+    reason: str
+    hangup: bool
+
+
+class EngineCall(Protocol):
+    """One call on one engine: the SDK model to run the session on, and the engine's
+    translations of what the session needs to say or hear."""
+
+    model: RealtimeModel
+    model_config: RealtimeModelConfig
+
+    def signals(self, message: dict[str, Any]) -> Sequence[Signal]:
+        """Raw server event -> what it means for the call (often nothing)."""
+
+    def say(self, instructions: str) -> RealtimeModelSendEvent:
+        """The message that makes the agent speak now, following ``instructions``."""
+
+    def greeting(self, text: str) -> RealtimeModelSendEvent | None:
+        """How the agent speaks first once attached; None when the accept already said so."""
+
+    def stream_end(self, error: BaseException | None) -> StreamEnd:
+        """Called once the session's event stream stopped (``error``: what it raised)."""
+
+
+class Engine(Protocol):
+    """One OpenAI voice API. Instances live for the app's lifetime (see ``engines.registry``)."""
+
+    name: str
+    webhook_event: str
+    """The incoming-call webhook event an operator subscribes to for graphs on this engine."""
+    control: CallControl
+    refer_settle_s: float
+    """After a successful REFER, how long to wait for the engine to end the session itself
+    before hanging up; 0 = the call is ours no longer at once."""
+
+    async def accept_body(self, built: BuiltGraph, context: CallToolContext) -> dict[str, Any]:
+        """The accept request's body, from the same graph source as the session."""
+
+    def attach(self, call_id: str, built: BuiltGraph, tap: FrameTap | None) -> EngineCall:
+        """A fresh per-call adapter (a model object connects exactly once)."""

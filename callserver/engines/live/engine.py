@@ -1,0 +1,105 @@
+"""The GPT-Live engine: OpenAI's Live API over SIP (``/v1/live/sessions``), with the call's
+agent graph run by the agents SDK session on the Live sideband (``model.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+from agents.realtime.model_inputs import RealtimeModelSendEvent, RealtimeModelSendRawMessage
+
+from callserver.engines.base import FrameTap, StreamEnd
+from callserver.engines.live.accept import live_accept_body
+from callserver.engines.live.control import LiveControl
+from callserver.engines.live.model import MAX_APPEND_CHARS, LiveSidebandModel
+from callserver.engines.live.signals import live_signals
+from callserver.engines.realtime.engine import ws_base
+from callserver.engines.rest import DeadlineRest
+from callserver.engines.signals import Signal
+from callserver.graph.context import CallToolContext
+from callserver.graph.spec import BuiltGraph
+
+WEBHOOK_EVENT = "live.transport.incoming"
+
+CLOSE_REASONS: dict[str, str] = {
+    "remote_hangup": "caller_hangup",
+    "close_requested": "hangup_requested",
+    "expired": "session_expired",
+    "content": "content_policy",
+    "connection_lost": "connection_lost",
+}
+"""``session.closed.reason`` -> our end reason. ``close_requested`` that we did not send
+(our own hangup ends the call first) means another client of the project closed it."""
+
+REFER_SETTLE_S = 10.0
+
+
+class LiveCall:
+    """One call's sideband model and the Live ways of saying things."""
+
+    def __init__(
+        self, session_id: str, built: BuiltGraph, url: str, api_key: str, tap: FrameTap | None
+    ) -> None:
+        if built.live is None:
+            raise ValueError("not a Live graph")
+        self.model = LiveSidebandModel(
+            session_id=session_id, live=built.live, agents=built.agents, tap=tap
+        )
+        self.model_config: Any = {
+            "url": url,
+            "api_key": api_key,
+            "initial_model_settings": built.model_settings,
+        }
+
+    def signals(self, message: dict[str, Any]) -> Sequence[Signal]:
+        return live_signals(message)
+
+    def say(self, instructions: str) -> RealtimeModelSendEvent:
+        """Live has no "speak now": appended instructions are what the voice model acts on."""
+        return RealtimeModelSendRawMessage(
+            message={
+                "type": "session.instructions.append",
+                "other_data": {"delegation_id": None, "content": instructions[:MAX_APPEND_CHARS]},
+            }
+        )
+
+    def greeting(self, text: str) -> RealtimeModelSendEvent | None:
+        return None  # the accept's instructions open the call with it (accept.py)
+
+    def stream_end(self, error: BaseException | None) -> StreamEnd:
+        closed = self.model.closed_event
+        if closed is not None:
+            reason = str(closed.get("reason"))
+            return StreamEnd(CLOSE_REASONS.get(reason, "session_closed"), hangup=False)
+        # The sideband dropped without session.closed: the call may well go on. Nobody
+        # runs its tools any more, so hang it up rather than leave the caller with a deaf
+        # agent (issue 11 reattaches first).
+        return StreamEnd("control_lost", hangup=True)
+
+
+class LiveEngine:
+    """Implements ``engines.base.Engine`` for GPT-Live."""
+
+    name = "live"
+    webhook_event = WEBHOOK_EVENT
+    refer_settle_s = REFER_SETTLE_S
+    """What the Live session does after a successful REFER is not documented: wait this long
+    for it to close, then hang up (the transferred caller is on another leg by then)."""
+
+    def __init__(self, rest: DeadlineRest, *, base_url: str, api_key: str) -> None:
+        self.control = LiveControl(rest)
+        self._ws_base = ws_base(base_url.rstrip("/"))
+        self._api_key = api_key
+
+    def url(self, session_id: str) -> str:
+        """The sideband URL; ``graceful_close`` asks for a close handshake after the end."""
+        return (
+            f"{self._ws_base}/live/sessions/{quote(session_id, safe='')}/attach?graceful_close=true"
+        )
+
+    async def accept_body(self, built: BuiltGraph, context: CallToolContext) -> dict[str, Any]:
+        return await live_accept_body(built, context)
+
+    def attach(self, call_id: str, built: BuiltGraph, tap: FrameTap | None) -> LiveCall:
+        return LiveCall(call_id, built, self.url(call_id), self._api_key, tap)

@@ -1,0 +1,434 @@
+"""GPT-Live's sideband as an agents-SDK ``RealtimeModel``, so the SDK session runs Live calls.
+
+The SDK's ``RealtimeSession`` runs tools, handoffs and output guardrails against the five
+``RealtimeModel`` methods. This model speaks the Live sideband protocol
+(``/v1/live/sessions/{id}/attach``) underneath, so a graph is the same code on both engines:
+
+- delegated function calls (``response.event`` -> nested ``response.output_item.done`` with a
+  ``function_call`` item) become SDK tool calls; their outputs go back as
+  ``response.item.create`` items, and one ``response.create`` follows once the backend
+  response is complete and every one of its calls has its output;
+- an SDK session update (a handoff) becomes a ``session.update`` of the Responses delegation
+  (the new agent's prompt and tools) plus a ``session.instructions.append`` telling the voice
+  model who it now is (its own prompt is immutable);
+- transcript fragments become SDK transcript deltas and turns (``turns.TurnTracker``), which
+  drive the SDK's output guardrails; a guardrail's interrupt becomes an instructions append
+  telling the model to stop (Live has no response.cancel for the voice model);
+- ``session.closed`` ends the event stream; its reason is kept for the end path.
+
+Events are deduplicated by ``event_id``: an attach replays the last seconds of events with
+their original ids. The websocket is ``websockets``' asyncio client, not the ``openai``
+package's sideband client: the call path needs every raw frame (call recording), its own
+reconnect policy and event-id deduplication across attaches, and no per-event model parsing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import itertools
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import websockets
+from agents.realtime import RealtimeAgent
+from agents.realtime.model import RealtimeModel, RealtimeModelConfig, RealtimeModelListener
+from agents.realtime.model_events import (
+    RealtimeModelConnectionStatusEvent,
+    RealtimeModelEndOfStreamEvent,
+    RealtimeModelErrorEvent,
+    RealtimeModelEvent,
+    RealtimeModelOtherEvent,
+    RealtimeModelRawServerEvent,
+    RealtimeModelToolCallEvent,
+)
+from agents.realtime.model_inputs import (
+    RealtimeModelSendAudio,
+    RealtimeModelSendEvent,
+    RealtimeModelSendInterrupt,
+    RealtimeModelSendRawMessage,
+    RealtimeModelSendSessionUpdate,
+    RealtimeModelSendToolOutput,
+    RealtimeModelSendUserInput,
+)
+from websockets.exceptions import ConnectionClosed
+
+from callserver.engines.base import FrameTap
+from callserver.engines.live.tools import backend_update, function_tools
+from callserver.engines.live.turns import TurnTracker
+from callserver.engines.signals import Signal
+from callserver.graph.spec import BuiltLive
+
+log = logging.getLogger(__name__)
+
+OPEN_TIMEOUT_S = 5.0
+MAX_FRAME_BYTES = 4 * 1024 * 1024
+SEEN_EVENT_IDS = 4096
+"""Event ids remembered for deduplication: far more than a 3 s replay can hold."""
+MAX_APPEND_CHARS = 1800
+"""Appended instructions are limited to 500 tokens; ~3.6 characters per token is safe."""
+TERMINAL_RESPONSE_EVENTS = frozenset(
+    {"response.completed", "response.done", "response.incomplete", "response.failed"}
+)
+STOP_SPEAKING = (
+    "Stop speaking now: what you were saying breaks one of your rules. Do not finish it or "
+    "repeat it. Apologise briefly and carry on with the caller."
+)
+NO_CLIENT_WORK = "There is nothing to look up for this: answer the caller yourself."
+
+
+@dataclasses.dataclass(slots=True)
+class _Backend:
+    """One delegated Responses response: its function calls still waiting for an output."""
+
+    pending: set[str] = dataclasses.field(default_factory=set)
+    outputs: int = 0
+    completed: bool = False
+    continued: bool = False
+
+
+def _text_of(user_input: Any) -> str:
+    if isinstance(user_input, str):
+        return user_input
+    parts = user_input.get("content") or []
+    return " ".join(p.get("text", "") for p in parts if p.get("type") == "input_text")
+
+
+class LiveSidebandModel(RealtimeModel):
+    """One call's sideband connection, speaking the Live protocol; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        live: BuiltLive,
+        agents: Mapping[str, RealtimeAgent[Any]],
+        tap: FrameTap | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self._live = live
+        self._responses = live.settings.backend_model is not None
+        self._agents = {str(a.instructions): a for a in agents.values()}
+        self._tap = tap
+        self._listeners: list[RealtimeModelListener] = []
+        self._ws: websockets.ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._turns = TurnTracker(live.settings.turn_gap, time.monotonic)
+        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._backends: dict[str, _Backend] = {}
+        self._current: dict[str, str] = {}
+        """delegation id -> its current backend response id."""
+        self._owner: dict[str, str] = {}
+        """function call id -> the backend response it belongs to."""
+        self._interrupted: set[str] = set()
+        self._delegation: str | None = None
+        """The delegation (prompt + tools) last sent, to skip updates that change nothing."""
+        self._ids = itertools.count(1)
+        self.closed_event: dict[str, Any] | None = None
+        """The ``session.closed`` event, once received: the session is over."""
+        self.lost: BaseException | None = None
+        """Why the sideband dropped before ``session.closed``, if it did."""
+
+    # ---- RealtimeModel ------------------------------------------------------------------
+
+    def add_listener(self, listener: RealtimeModelListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: RealtimeModelListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    async def connect(self, options: RealtimeModelConfig) -> None:
+        """Attach to the accepted session. Nothing is sent: the accept configured it, and a
+        sideband must never send ``session.start`` or audio."""
+        url = options.get("url")
+        api_key = options.get("api_key")
+        if not isinstance(url, str) or not isinstance(api_key, str):
+            raise ValueError("the Live sideband needs a url and an api_key")
+        initial = options.get("initial_model_settings") or {}
+        self._delegation = self._delegation_key(initial)
+        await self._emit(RealtimeModelConnectionStatusEvent(status="connecting"))
+        self._ws = await websockets.connect(
+            url,
+            additional_headers={"Authorization": f"Bearer {api_key}"},
+            open_timeout=OPEN_TIMEOUT_S,
+            max_size=MAX_FRAME_BYTES,
+            close_timeout=2.0,
+        )
+        self._reader = asyncio.create_task(self._read(self._ws), name=f"sideband:{self.session_id}")
+        await self._emit(RealtimeModelConnectionStatusEvent(status="connected"))
+
+    async def send_event(self, event: RealtimeModelSendEvent) -> None:
+        if isinstance(event, RealtimeModelSendToolOutput):
+            await self._tool_output(event)
+        elif isinstance(event, RealtimeModelSendSessionUpdate):
+            await self._session_update(dict(event.session_settings))
+        elif isinstance(event, RealtimeModelSendUserInput):
+            await self._user_input(_text_of(event.user_input))
+        elif isinstance(event, RealtimeModelSendInterrupt):
+            await self._interrupt(event)
+        elif isinstance(event, RealtimeModelSendRawMessage):
+            await self._send({"type": event.message["type"], **event.message.get("other_data", {})})
+        elif isinstance(event, RealtimeModelSendAudio):
+            log.warning(
+                "audio is never sent on a Live sideband", extra={"call_id": self.session_id}
+            )
+
+    async def send_event_if(self, event: RealtimeModelSendEvent, send_if: Any) -> bool:
+        if not send_if():
+            return False
+        await self.send_event(event)
+        return True
+
+    async def close(self) -> None:
+        """Detach. Closing a sideband releases only this observer, not the call."""
+        reader, self._reader = self._reader, None
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            await ws.close()
+
+    # ---- what we send -------------------------------------------------------------------
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        message.setdefault("event_id", f"cs_{next(self._ids)}")
+        if self._tap is not None:
+            self._tap("ws_out", {"event": message})
+        ws = self._ws
+        if ws is None:
+            raise ConnectionError("the Live sideband is not connected")
+        await ws.send(json.dumps(message))
+
+    def _append(self, content: str) -> dict[str, Any]:
+        return {
+            "type": "session.instructions.append",
+            "delegation_id": None,
+            "content": content[:MAX_APPEND_CHARS],
+        }
+
+    async def _tool_output(self, event: RealtimeModelSendToolOutput) -> None:
+        call_id = event.tool_call.call_id
+        await self._send(
+            {
+                "type": "response.item.create",
+                "item": {
+                    "type": "function_call_output",
+                    "call_id": call_id,
+                    "output": event.output,
+                },
+            }
+        )
+        owner = self._owner.pop(call_id, None)
+        backend = self._backends.get(owner) if owner is not None else None
+        if backend is None:
+            if event.start_response:
+                await self._send({"type": "response.create"})
+            return
+        backend.pending.discard(call_id)
+        backend.outputs += 1
+        await self._maybe_continue(owner, backend)
+
+    async def _maybe_continue(self, response_id: str | None, backend: _Backend) -> None:
+        """``response.create`` once the backend response is complete (so every function call
+        of it is known) and each call has its output: appending results does not continue."""
+        if backend.completed and not backend.pending and backend.outputs and not backend.continued:
+            backend.continued = True
+            if response_id is not None:
+                self._backends.pop(response_id, None)
+            await self._send({"type": "response.create"})
+
+    @staticmethod
+    def _delegation_key(settings: Mapping[str, Any]) -> str:
+        tools = function_tools(settings.get("tools") or [], settings.get("handoffs") or [])
+        return json.dumps([settings.get("instructions") or "", tools], sort_keys=True)
+
+    async def _session_update(self, settings: dict[str, Any]) -> None:
+        """A handoff (or a key press that switches agents): the backend gets the agent's
+        prompt and tools; the voice model is told who it now is."""
+        key = self._delegation_key(settings)
+        if key == self._delegation:
+            return
+        self._delegation = key
+        instructions = str(settings.get("instructions") or "")
+        if self._responses:
+            tools = function_tools(settings.get("tools") or [], settings.get("handoffs") or [])
+            delegation = backend_update(self._live.settings, instructions, tools)
+            await self._send({"type": "session.update", "session": {"delegation": delegation}})
+        agent = self._agents.get(instructions)
+        name = agent.name if agent is not None else "a colleague"
+        about = f" {agent.handoff_description}" if agent and agent.handoff_description else ""
+        await self._send(
+            self._append(
+                f"You are now {name}, taking over this call.{about} Follow these instructions "
+                f"from now on:\n{instructions}"
+            )
+        )
+
+    async def _user_input(self, text: str) -> None:
+        """Something to act on as if the caller said it (a key press, guardrail feedback):
+        the backend gets it as a user message when there is one, else the voice model."""
+        if not self._responses:
+            await self._send(self._append(text))
+            return
+        item = {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": text}],
+        }
+        await self._send({"type": "response.item.create", "item": item})
+        await self._send({"type": "response.create"})
+
+    async def _interrupt(self, event: RealtimeModelSendInterrupt) -> None:
+        """A tripped output guardrail. The words already spoken cannot be unsaid; appending
+        instructions is what Live offers to cut the current speech, once per turn."""
+        if event.playback_only:
+            return  # no audio passes through callserver: nothing to stop playing
+        turn = event.response_id or "-"
+        if turn in self._interrupted:
+            return
+        self._interrupted.add(turn)
+        await self._send(self._append(STOP_SPEAKING))
+
+    # ---- what we receive ----------------------------------------------------------------
+
+    async def _emit(self, event: RealtimeModelEvent) -> None:
+        for listener in list(self._listeners):
+            await listener.on_event(event)
+
+    async def _read(self, ws: websockets.ClientConnection) -> None:
+        """Read until ``session.closed`` or the socket drops; closes turns at their gap."""
+        try:
+            while self.closed_event is None:
+                deadline = self._turns.next_deadline()
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        raw = await ws.recv()
+                except TimeoutError:
+                    for event in self._turns.due():
+                        await self._emit(event)
+                    continue
+                await self._frame(raw)
+                for event in self._turns.due():
+                    await self._emit(event)
+        except ConnectionClosed as exc:
+            self.lost = exc
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("sideband reader failed", extra={"call_id": self.session_id})
+            self.lost = exc
+        for event in self._turns.close_all():
+            await self._emit(event)
+        await self._emit(RealtimeModelConnectionStatusEvent(status="disconnected"))
+        await self._emit(RealtimeModelEndOfStreamEvent())
+
+    def _first_time(self, event_id: Any) -> bool:
+        if not isinstance(event_id, str):
+            return True  # reflected audio has no id; nothing else should lack one
+        if event_id in self._seen:
+            return False
+        self._seen[event_id] = None
+        if len(self._seen) > SEEN_EVENT_IDS:
+            self._seen.popitem(last=False)
+        return True
+
+    async def _frame(self, raw: str | bytes) -> None:
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            log.warning("sideband frame is not JSON", extra={"call_id": self.session_id})
+            return
+        if not isinstance(message, dict):
+            return
+        if self._tap is not None:
+            self._tap("ws_in", {"event": message})
+        if not self._first_time(message.get("event_id")):
+            return
+        events: list[RealtimeModelEvent] = [RealtimeModelRawServerEvent(data=message)]
+        kind = message.get("type")
+        delta = message.get("delta")
+        if kind == "session.output_transcript.delta" and isinstance(delta, str):
+            events += self._turns.output(delta)
+        elif kind == "session.input_transcript.delta" and isinstance(delta, str):
+            events += self._turns.input(delta)
+        elif kind == "response.event":
+            events += await self._backend_event(message)
+        elif kind == "session.delegation.created":
+            await self._delegation_created(message)
+        elif kind == "error":
+            events.append(RealtimeModelErrorEvent(error=message.get("error")))
+        elif kind == "session.closed":
+            self.closed_event = message
+        for event in events:
+            await self._emit(event)
+
+    async def _delegation_created(self, message: dict[str, Any]) -> None:
+        delegation = message.get("delegation") or {}
+        if delegation.get("target") == "client" and isinstance(delegation.get("id"), str):
+            # No backend of ours handles client delegations (a graph with tools delegates
+            # to Responses): release it so the voice model does not wait for an answer.
+            await self._send(
+                {
+                    "type": "session.thinking.append",
+                    "delegation_id": delegation["id"],
+                    "content": NO_CLIENT_WORK,
+                }
+            )
+
+    async def _backend_event(self, message: dict[str, Any]) -> list[RealtimeModelEvent]:
+        inner = message.get("event")
+        if not isinstance(inner, dict):
+            return []
+        delegation = str(message.get("delegation_id") or "-")
+        kind = inner.get("type")
+        response = inner.get("response") if isinstance(inner.get("response"), dict) else {}
+        if kind == "response.created" and isinstance(response.get("id"), str):
+            self._current[delegation] = response["id"]
+            self._backends.setdefault(response["id"], _Backend())
+            return []
+        if kind == "response.output_item.done":
+            item = inner.get("item") or {}
+            if item.get("type") != "function_call" or not isinstance(item.get("call_id"), str):
+                return []
+            owner = self._current.get(delegation, f"delegation:{delegation}")
+            self._backends.setdefault(owner, _Backend()).pending.add(item["call_id"])
+            self._owner[item["call_id"]] = owner
+            return [
+                RealtimeModelToolCallEvent(
+                    name=str(item.get("name")),
+                    call_id=item["call_id"],
+                    arguments=str(item.get("arguments") or "{}"),
+                    id=item.get("id") if isinstance(item.get("id"), str) else None,
+                )
+            ]
+        if kind in TERMINAL_RESPONSE_EVENTS:
+            return await self._backend_done(delegation, response)
+        return []
+
+    async def _backend_done(
+        self, delegation: str, response: dict[str, Any]
+    ) -> list[RealtimeModelEvent]:
+        """A backend response ended: all its function calls are known now. Continue at once
+        if their outputs were all sent already; otherwise the last output continues."""
+        response_id = response.get("id") if isinstance(response.get("id"), str) else None
+        owner = response_id or self._current.get(delegation, f"delegation:{delegation}")
+        backend = self._backends.get(owner)
+        if backend is not None:
+            backend.completed = True
+            if not backend.pending and not backend.outputs:
+                self._backends.pop(owner, None)  # no function calls: nothing to continue
+            else:
+                await self._maybe_continue(owner, backend)
+        usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
+        tokens = {
+            k: float(usage[k])
+            for k in ("input_tokens", "output_tokens", "total_tokens")
+            if isinstance(usage.get(k), int | float)
+        }
+        return [RealtimeModelOtherEvent(data=Signal("usage", usage=tokens))] if tokens else []

@@ -1,0 +1,31 @@
+"""GPT-Live sideband events -> engine-neutral :class:`Signal` values.
+
+Only what a single event says on its own: keys, usage, errors. Turns are inferred from
+transcript fragments over time, by the sideband model (``turns.py``), which hands its
+signals to the session directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from callserver.engines.signals import Signal
+
+_NONE: tuple[Signal, ...] = ()
+
+
+def live_signals(message: dict[str, Any]) -> tuple[Signal, ...]:
+    kind = message.get("type")
+    if kind == "transport.dtmf.received":
+        key = message.get("event")
+        return (Signal("dtmf", text=key if isinstance(key, str) else repr(key)),)
+    if kind in ("session.usage.updated", "session.closed"):
+        seconds = (message.get("usage") or {}).get("seconds")
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+            # Cumulative billable seconds: always the latest value, never a sum.
+            return (Signal("usage", usage={"seconds": float(seconds)}, cumulative=True),)
+        return _NONE
+    if kind == "error":
+        code = (message.get("error") or {}).get("code")
+        return (Signal("error", text=str(code) if code else None),)
+    return _NONE

@@ -1,0 +1,89 @@
+"""The Realtime engine: OpenAI's Realtime API over SIP, run by the agents SDK's SIP model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+from agents.realtime.model_inputs import RealtimeModelSendEvent, RealtimeModelSendRawMessage
+
+from callserver.engines.base import FrameTap, StreamEnd
+from callserver.engines.realtime import sdk
+from callserver.engines.realtime.control import RealtimeControl
+from callserver.engines.realtime.signals import realtime_signals
+from callserver.engines.rest import DeadlineRest
+from callserver.engines.signals import Signal
+from callserver.graph.context import CallToolContext
+from callserver.graph.spec import BuiltGraph
+
+WEBHOOK_EVENT = "realtime.call.incoming"
+
+
+def ws_base(rest_base_url: str) -> str:
+    """The websocket base derived from the REST base: same host and path, ws/wss scheme."""
+    if rest_base_url.startswith("https://"):
+        return "wss://" + rest_base_url[len("https://") :]
+    return "ws://" + rest_base_url[len("http://") :]
+
+
+class RealtimeCall:
+    """One call's SDK model on ``/realtime?call_id=...``."""
+
+    def __init__(
+        self, call_id: str, built: BuiltGraph, url: str, api_key: str, tap: FrameTap | None
+    ):
+        self.model = sdk.make_model(built.model, tap)
+        self.model_config = sdk.model_config(
+            call_id=call_id, url=url, api_key=api_key, settings=built.model_settings
+        )
+
+    def signals(self, message: dict[str, Any]) -> Sequence[Signal]:
+        return realtime_signals(message)
+
+    def say(self, instructions: str) -> RealtimeModelSendEvent:
+        return RealtimeModelSendRawMessage(
+            message={
+                "type": "response.create",
+                "other_data": {"response": {"instructions": instructions}},
+            }
+        )
+
+    def greeting(self, text: str) -> RealtimeModelSendEvent | None:
+        return self.say(text)
+
+    def stream_end(self, error: BaseException | None) -> StreamEnd:
+        """The SDK raises the websocket's close (1006 and friends) from the iterator, or the
+        iterator just stops on a clean close: for a SIP call either is the caller gone."""
+        del error
+        return StreamEnd("caller_hangup", hangup=False)
+
+
+class RealtimeEngine:
+    """Implements ``engines.base.Engine`` for the Realtime API."""
+
+    name = "realtime"
+    webhook_event = WEBHOOK_EVENT
+    refer_settle_s = 0.0
+    """A Realtime call is the transfer target's once REFER succeeds: end our side at once."""
+
+    def __init__(self, rest: DeadlineRest, *, base_url: str, api_key: str) -> None:
+        self.control = RealtimeControl(rest)
+        self._ws_base = ws_base(base_url.rstrip("/"))
+        self._api_key = api_key
+
+    def url(self, call_id: str) -> str:
+        """Control websocket URL for one call."""
+        return f"{self._ws_base}/realtime?call_id={quote(call_id, safe='')}"
+
+    async def accept_body(self, built: BuiltGraph, context: CallToolContext) -> dict[str, Any]:
+        return await sdk.accept_payload(
+            agent=built.starting_agent,
+            model_name=built.model,
+            settings=built.model_settings,
+            run_config=built.run_config,
+            context=context,
+        )
+
+    def attach(self, call_id: str, built: BuiltGraph, tap: FrameTap | None) -> RealtimeCall:
+        return RealtimeCall(call_id, built, self.url(call_id), self._api_key, tap)
