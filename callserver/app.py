@@ -22,7 +22,7 @@ from callserver.calls.manager import CallManager, Draining
 from callserver.calls.registry import RegistryUnavailable
 from callserver.calls.registry_factory import make_registry
 from callserver.config_holder import ConfigHolder
-from callserver.engines.base import Engine
+from callserver.engines.base import Engine, EngineOptions
 from callserver.engines.registry import build_engines
 from callserver.engines.rest import DeadlineRest
 from callserver.metrics import Metrics
@@ -98,7 +98,10 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             timeout_s=settings.http_timeout_s,
             on_retry=metrics.control_retry,
         )
-        engines = build_engines(rest, base_url=settings.openai_base_url, api_key=api_key)
+        engines = build_engines(
+            rest,
+            EngineOptions(settings.openai_base_url, api_key, recording_dir=settings.recording_dir),
+        )
         await warm_up(holder, engines)
         recorder_factory = make_recorder_factory(settings, holder)
         manager = CallManager(

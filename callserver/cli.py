@@ -59,8 +59,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from callserver.graph.commands import check
+    from callserver.webhooks.openai import SUBSCRIBE_EVENTS
 
-    code, text = check(Path(args.path))
+    code, text = check(Path(args.path), SUBSCRIBE_EVENTS)
     print(text)
     return code
 

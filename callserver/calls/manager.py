@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,7 +21,7 @@ from callserver.calls.recordings import CallRecordings
 from callserver.calls.records import CallRecord, CallState
 from callserver.calls.registry import CallRegistry, RegistryUnavailable
 from callserver.calls.session import CallSession
-from callserver.engines.base import Engine
+from callserver.engines.base import Engine, PostCallJob
 from callserver.engines.errors import CallGone, ControlError, DecidedElsewhere
 from callserver.graph.context import CallInfo, CallToolContext
 from callserver.graph.routes import RouteResult
@@ -95,6 +96,8 @@ class CallManager:
         self.end_listeners: list[EndListener] = []
         self.prechecks: list[PreCheck] = []
         self._drain_task: asyncio.Task[None] | None = None
+        self._stopping = threading.Event()
+        """Set at shutdown: post-call jobs in worker threads stop at their next step."""
         self._recordings = CallRecordings(recorder_factory)
         self.coordinator: Coordinator | None = None
         """Set when calls are shared with other instances (Redis): routes ends to owners."""
@@ -339,11 +342,15 @@ class CallManager:
         record.transition(CallState.ENDING)
         record.end_reason = reason
         task = self._tasks.get(call_id)
+        other_task = task is not None and task is not asyncio.current_task()
         try:
             if hangup and previous is CallState.ACTIVE:
                 await self._hangup(record)
+                wait_s = self._engine(record).close_wait_s
+                if other_task and wait_s > 0 and task is not None and not task.done():
+                    await asyncio.wait({task}, timeout=wait_s)  # the engine's final word
         finally:
-            if task is not None and task is not asyncio.current_task() and not task.done():
+            if other_task and task is not None and not task.done():
                 task.cancel()
                 await asyncio.wait({task}, timeout=TASK_STOP_TIMEOUT_S)
             if hangup and previous is CallState.ACCEPTING:
@@ -388,7 +395,11 @@ class CallManager:
         handle = self._handles.pop(call_id, None)
         if handle is not None:
             handle.close()
-        self._sessions.pop(call_id, None)
+        session = self._sessions.pop(call_id, None)
+        job = session.post_call_job() if session is not None else None
+        if job is not None:
+            record.recording = {"status": "pending"}
+            self._own(self._post_call(record, job), name=f"post-call:{call_id}")
         now = time.monotonic()
         for tool_call in record.tool_calls:
             if tool_call.outcome == "running":  # the session's close cancelled it
@@ -423,6 +434,13 @@ class CallManager:
                 listener(record)
             except Exception:
                 log.exception("end listener failed", extra={"call_id": call_id})
+
+    async def _post_call(self, record: CallRecord, job: PostCallJob) -> None:
+        """The engine's after-the-call work (a stored recording's download), in a worker
+        thread: it never delays the end of the call, its slot or its post-call event."""
+        result = await asyncio.to_thread(job, self._stopping)
+        record.recording = {"status": "saved" if "file" in result else "failed", **result}
+        log.info("post-call job %s", record.recording["status"], extra={"call_id": record.call_id})
 
     async def transfer(self, call_id: str, target_uri: str, *, reason: str = "transferred") -> None:
         """Cold-transfer a live call (SIP REFER), then end our side of it without a hangup:
@@ -515,6 +533,7 @@ class CallManager:
             )
 
     async def _stop_aux(self) -> None:
+        self._stopping.set()
         for task in list(self._aux):
             task.cancel()
         if self._aux:

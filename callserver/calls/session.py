@@ -21,7 +21,7 @@ from agents.realtime.model_events import RealtimeModelOtherEvent, RealtimeModelR
 from callserver.calls.dtmf import CallControlsLike, CallKeypadActions, Keypad
 from callserver.calls.idle import IdleWatch
 from callserver.calls.records import CallRecord, ToolCall
-from callserver.engines.base import EngineCall, StreamEnd
+from callserver.engines.base import EngineCall, PostCallJob, StreamEnd
 from callserver.engines.signals import Signal
 from callserver.graph.context import CallToolContext
 from callserver.graph.spec import BuiltGraph
@@ -135,6 +135,10 @@ class CallSession:
         keypad = Keypad(plan, actions, call_id=self._record.call_id)
         self._listeners.append(keypad.on_signal)
         return asyncio.create_task(keypad.run(), name=f"dtmf:{self._record.call_id}")
+
+    def post_call_job(self) -> PostCallJob | None:
+        """The engine's work for after the call (see ``EngineCall.post_call_job``)."""
+        return self._engine_call.post_call_job()
 
     async def switch_agent(self, agent: RealtimeAgent[Any]) -> None:
         """Make ``agent`` the active one (a handoff not chosen by the model, e.g. a key

@@ -10,7 +10,9 @@ handoffs and guardrails the same way on both.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agents.realtime.model import RealtimeModel, RealtimeModelConfig
@@ -24,6 +26,18 @@ if TYPE_CHECKING:
 
 FrameTap = Callable[[str, dict[str, Any]], None]
 """Called with ("ws_out" | "ws_in", {"event": <parsed frame>}) for every control frame."""
+PostCallJob = Callable[[threading.Event], dict[str, Any]]
+"""Blocking work after a call ended (run in a worker thread; stop when the event is set);
+returns what goes on the record (e.g. a downloaded recording's file)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """What every engine is built from: one base URL for every OpenAI URL, one key."""
+
+    base_url: str
+    api_key: str
+    recording_dir: Path = Path("recordings")
 
 
 class CallControl(Protocol):
@@ -67,6 +81,9 @@ class EngineCall(Protocol):
     def stream_end(self, error: BaseException | None) -> StreamEnd:
         """Called once the session's event stream stopped (``error``: what it raised)."""
 
+    def post_call_job(self) -> PostCallJob | None:
+        """Work to do once the call has ended, if any (Live: download a stored recording)."""
+
 
 class Engine(Protocol):
     """One OpenAI voice API. Instances live for the app's lifetime (see ``engines.registry``)."""
@@ -78,6 +95,9 @@ class Engine(Protocol):
     refer_settle_s: float
     """After a successful REFER, how long to wait for the engine to end the session itself
     before hanging up; 0 = the call is ours no longer at once."""
+    close_wait_s: float
+    """After our hangup, how long the session may take to deliver its final event (Live:
+    ``session.closed`` with the usage) before we close it; 0 = close at once."""
 
     async def accept_body(self, built: BuiltGraph, context: CallToolContext) -> dict[str, Any]:
         """The accept request's body, from the same graph source as the session."""

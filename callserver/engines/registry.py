@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from callserver.engines.base import Engine
+from callserver.engines.base import Engine, EngineOptions
 from callserver.engines.live.engine import LiveEngine
 from callserver.engines.realtime.engine import RealtimeEngine
 from callserver.engines.rest import DeadlineRest
@@ -16,8 +16,6 @@ ENGINES: dict[str, Callable[..., Engine]] = {
 """Engine name (a graph's ``engine:``) -> its class. Adding an engine: one line here."""
 
 
-def build_engines(rest: DeadlineRest, *, base_url: str, api_key: str) -> dict[str, Engine]:
+def build_engines(rest: DeadlineRest, options: EngineOptions) -> dict[str, Engine]:
     """One instance of every engine, sharing the process's REST client."""
-    return {
-        name: factory(rest, base_url=base_url, api_key=api_key) for name, factory in ENGINES.items()
-    }
+    return {name: factory(rest, options) for name, factory in ENGINES.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -14,21 +15,28 @@ from callserver.graph.route_models import RoutesFile
 from callserver.graph.spec import Config, GraphSpec
 
 
-def check(path: str | os.PathLike[str] = "config") -> tuple[int, str]:
-    """Validate a config: ``(0, summary)`` when usable, ``(1, every error)`` when not."""
+def check(
+    path: str | os.PathLike[str] = "config", webhook_events: Mapping[str, str] | None = None
+) -> tuple[int, str]:
+    """Validate a config: ``(0, summary)`` when usable, ``(1, every error)`` when not.
+
+    ``webhook_events`` (engine -> the incoming-call event to subscribe to) is supplied by
+    the caller: which webhook an engine sends is not the graph layer's knowledge.
+    """
     try:
         cfg = load_config(path)
     except ConfigError as err:
         count = len(err.issues)
         return 1, f"{err}\n{count} error{'s' if count != 1 else ''} in {path}"
-    return 0, summary(cfg)
+    return 0, summary(cfg, webhook_events or {})
 
 
-def summary(cfg: Config) -> str:
+def summary(cfg: Config, webhook_events: Mapping[str, str] | None = None) -> str:
     """A human-readable overview of a loaded config."""
+    events = webhook_events or {}
     lines = [f"config {cfg.config_hash[:12]} ({len(cfg.files)} files)"]
     for graph in cfg.graphs.values():
-        lines.extend(_graph_lines(graph))
+        lines.extend(_graph_lines(graph, events.get(graph.engine)))
     lines.append("routes:")
     for route in cfg.routes.routes:
         action = f"graph {route.graph}" if route.graph else f"reject {route.reject}"
@@ -39,17 +47,25 @@ def summary(cfg: Config) -> str:
         lines.append(f"  default -> reject {cfg.routes.default_reject}")
     else:
         lines.append("  no match -> reject 603")
+    subscribe = sorted({events[g.engine] for g in cfg.graphs.values() if g.engine in events})
+    if subscribe:
+        lines.append(f"subscribe the OpenAI webhook to: {', '.join(subscribe)}")
     lines.extend(f"warning: {w}" for w in cfg.warnings)
     lines.append("OK")
     return "\n".join(lines)
 
 
-def _graph_lines(graph: GraphSpec) -> list[str]:
-    s = graph.session
+def _graph_lines(graph: GraphSpec, webhook_event: str | None) -> list[str]:
     lim = graph.limits
+    voice = graph.voice if isinstance(graph.voice, str) else graph.voice.get("id")
+    model = graph.session.model
+    if graph.live is not None:
+        backend = graph.live.backend_model
+        model = f"{graph.live.model}" + (f" (backend {backend})" if backend else "")
+    engine = f"engine {graph.engine}" + (f" (webhook {webhook_event})" if webhook_event else "")
     out = [
-        f"graph {graph.name} ({graph.file}): start {graph.start}, model {s.model}, "
-        f"voice {s.voice if isinstance(s.voice, str) else s.voice.id}",
+        f"graph {graph.name} ({graph.file}): {engine}, start {graph.start}, model {model}, "
+        f"voice {voice}",
         f"  limits: max_duration {lim.max_duration_s:g}s, idle_timeout "
         f"{'-' if lim.idle_timeout_s is None else f'{lim.idle_timeout_s:g}s'}, max_concurrent "
         f"{'-' if lim.max_concurrent is None else lim.max_concurrent}",

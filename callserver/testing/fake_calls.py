@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 __all__ = [
     "CallState",
+    "Decision",
     "FakeCall",
     "RecordedRequest",
     "ScriptedRule",
@@ -42,11 +43,28 @@ class RecordedRequest:
 
 
 @dataclass
+class Decision:
+    """Whether a pending SIP call has been decided, shared by every id it has: one call can
+    be announced to the Realtime *and* the Live API, and the first successful accept or
+    reject on either decides it ("decision_already_made" for every later one)."""
+
+    made: str | None = None
+    """Who decided, e.g. ``live:accept`` or ``realtime:reject``."""
+
+    def take(self, who: str) -> bool:
+        if self.made is not None:
+            return False
+        self.made = who
+        return True
+
+
+@dataclass
 class FakeCall:
     """A SIP call as the fake service sees it."""
 
     call_id: str
     state: CallState = "ringing"
+    decision: Decision = field(default_factory=Decision)
     #: The accept body (session config) once accepted.
     session: dict[str, Any] | None = None
     #: Why it ended: "reject", "hangup", "refer", "caller" (caller hung up) or "expired".

@@ -30,7 +30,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from callserver.testing.fake_calls import FakeCall, RecordedRequest, ScriptedRule, error_body
+from callserver.testing.fake_calls import (
+    Decision,
+    FakeCall,
+    RecordedRequest,
+    ScriptedRule,
+    error_body,
+)
+from callserver.testing.fake_live import FakeLive
 from callserver.testing.fake_realtime import (
     DEFAULT_AUTO_REPLIES,
     Event,
@@ -39,7 +46,11 @@ from callserver.testing.fake_realtime import (
 )
 from callserver.testing.fake_rest import CallControl, authorized, no_key_error, not_found
 from callserver.testing.fake_server import InLoopServer, mark_denied
-from callserver.testing.webhook_sender import incoming_call_event, send_webhook
+from callserver.testing.webhook_sender import (
+    incoming_call_event,
+    live_incoming_event,
+    send_webhook,
+)
 
 __all__ = ["FakeOpenAI", "main"]
 
@@ -81,6 +92,12 @@ class FakeOpenAI:
         self.client_schema_errors: list[tuple[str, Event, list[str]]] = []
         self._changed = asyncio.Condition()
         self._background: set[asyncio.Task[None]] = set()
+        #: The GPT-Live service on the same port: sessions, REST, sidebands, scripting.
+        self.live = FakeLive(
+            self.control,
+            abort=lambda websocket: self._server.abort(websocket),
+            client_errors=self.client_schema_errors,
+        )
         self.app = Starlette(
             routes=[
                 Route(
@@ -89,6 +106,7 @@ class FakeOpenAI:
                     methods=["POST"],
                 ),
                 WebSocketRoute("/v1/realtime", self._websocket),
+                *self.live.routes(),
             ]
         )
         self._server = InLoopServer(self.app, host, port)
@@ -126,6 +144,7 @@ class FakeOpenAI:
         """Close every websocket cleanly, finish background work, stop the server."""
         open_conns = [c for cs in self.connections.values() for c in cs if not c.closed.is_set()]
         await asyncio.gather(*(c.close(1001, "server stopping") for c in open_conns))
+        await self.live.stop()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -184,6 +203,32 @@ class FakeOpenAI:
     async def caller_hangs_up(self, call_id: str, *, clean: bool = False) -> None:
         """The caller hangs up: the call ends and the websocket drops (1006 unless ``clean``)."""
         await self._end_call(call_id, "caller", close_code=1000 if clean else None)
+
+    def add_dual_call(self) -> tuple[str, str]:
+        """One ringing SIP call known to both APIs, as OpenAI announces it to a project that
+        subscribed both webhooks: (Realtime call id, Live session id), unrelated ids that
+        share one decision (the first accept or reject on either wins)."""
+        decision = Decision()
+        call_id = self.add_call()
+        self.calls[call_id].decision = decision
+        return call_id, self.live.add_session(decision=decision)
+
+    async def send_live_incoming(
+        self,
+        webhook_url: str,
+        secret: str,
+        *,
+        session_id: str | None = None,
+        **kwargs: Any,
+    ) -> tuple[str, httpx.Response]:
+        """Register a ringing Live session (unless ``session_id`` names one) and deliver its
+        signed ``live.transport.incoming`` (``event_type=`` for the deprecated name)."""
+        send_keys = {"msg_id", "timestamp", "client"}
+        send_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in send_keys}
+        if session_id is None or session_id not in self.live.sessions:
+            session_id = self.live.add_session(session_id)
+        event = live_incoming_event(session_id, **kwargs)
+        return session_id, await send_webhook(webhook_url, secret, event, **send_kwargs)
 
     async def send_incoming_call(
         self, webhook_url: str, secret: str, *, call_id: str | None = None, **kwargs: Any

@@ -26,7 +26,7 @@ from callserver.testing.fake_calls import (
 )
 from callserver.testing.webhook_sender import new_call_id
 
-__all__ = ["CallControl", "authorized", "no_key_error", "server_error"]
+__all__ = ["CallControl", "authorized", "decided", "no_key_error", "server_error"]
 
 REQUEST_SCHEMAS = {
     "accept": "RealtimeSessionCreateRequestGA",
@@ -57,6 +57,13 @@ def server_error() -> dict[str, Any]:
     return error_body(
         "The server had an error while processing your request. Sorry about that!",
         "server_error",
+    )
+
+
+def decided() -> Result:
+    """The loser of an accept/reject race, on either API (HTTP status unconfirmed: 409)."""
+    return 409, error_body(
+        "A decision was already made for this session.", code="decision_already_made"
     )
 
 
@@ -163,12 +170,16 @@ class CallControl:
     def _accept(self, call: FakeCall, body: dict[str, Any]) -> Result:
         if call.state != "ringing":
             return 400, error_body(f"Call {call.call_id} has already been accepted")
+        if not call.decision.take("realtime:accept"):
+            return decided()
         call.state, call.session = "accepted", body
         return 200, None
 
     def _reject(self, call: FakeCall, body: dict[str, Any] | None) -> Result:
         if call.state != "ringing":
             return 400, error_body(f"Call {call.call_id} has already been accepted")
+        if not call.decision.take("realtime:reject"):
+            return decided()
         call.reject_status = (body or {}).get("status_code", 603)
         call.state, call.ended_by = "ended", "reject"
         return 200, None

@@ -33,16 +33,16 @@ SCHEMA_FILE = "realtime_ga_schemas.json"
 Direction = Literal["client", "server"]
 
 
-def _walk(node: Any, fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+def walk(node: Any, fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
     """Rebuild a JSON tree bottom-up, applying ``fn`` to every object."""
     if isinstance(node, list):
-        return [_walk(x, fn) for x in node]
+        return [walk(x, fn) for x in node]
     if not isinstance(node, dict):
         return node
-    return fn({k: _walk(v, fn) for k, v in node.items()})
+    return fn({k: walk(v, fn) for k, v in node.items()})
 
 
-def _forbid_extra_keys(node: dict[str, Any]) -> dict[str, Any]:
+def forbid_extra_keys(node: dict[str, Any]) -> dict[str, Any]:
     if isinstance(node.get("properties"), dict) and "additionalProperties" not in node:
         node["additionalProperties"] = False
     return node
@@ -68,9 +68,9 @@ def _raw_defs() -> dict[str, Any]:
 def _defs(strict: bool, null_tolerant: bool) -> dict[str, Any]:
     defs = copy.deepcopy(_raw_defs())
     if strict:
-        defs = _walk(defs, _forbid_extra_keys)
+        defs = walk(defs, forbid_extra_keys)
     if null_tolerant:
-        defs = _walk(defs, _allow_nulls)
+        defs = walk(defs, _allow_nulls)
     return defs
 
 
@@ -107,7 +107,8 @@ def errors(
     Each entry is ``"<json/path>: <message>"`` so a failing test names the offending field.
     """
     return [
-        _describe(err) for err in _validator(schema_name, strict, null_tolerant).iter_errors(msg)
+        describe_error(err)
+        for err in _validator(schema_name, strict, null_tolerant).iter_errors(msg)
     ]
 
 
@@ -132,7 +133,7 @@ def _closest(err: ValidationError) -> ValidationError:
     return max(candidates, key=lambda e: len(e.absolute_path))
 
 
-def _describe(err: ValidationError) -> str:
+def describe_error(err: ValidationError) -> str:
     """One line per error; for an ``anyOf`` miss, also the likeliest branch's leaf error.
 
     Without the leaf, a strict failure deep in a union only says "not valid under any of the

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from svix.webhooks import Webhook
 
-__all__ = ["incoming_call_event", "new_call_id", "send_webhook", "sign"]
+__all__ = ["incoming_call_event", "live_incoming_event", "new_call_id", "send_webhook", "sign"]
 
 SIP_DOMAIN = "sip.example.com"
 SEND_TIMEOUT = 10.0
@@ -39,18 +39,56 @@ def incoming_call_event(
 
     ``From``/``To`` become SIP URIs (``sip:+1...@sip.example.com``) as a carrier sends them.
     """
-    sip_headers = [
-        {"name": "From", "value": f"sip:{from_}@{SIP_DOMAIN}"},
-        {"name": "To", "value": f"sip:{to}@{SIP_DOMAIN}"},
-        {"name": "Call-ID", "value": str(uuid.uuid4())},
-        *({"name": name, "value": value} for name, value in extra_headers),
-    ]
     return {
         "object": "event",
         "id": event_id or f"evt_{uuid.uuid4().hex}",
         "type": "realtime.call.incoming",
         "created_at": int(time.time()),
-        "data": {"call_id": call_id or new_call_id(), "sip_headers": sip_headers},
+        "data": {
+            "call_id": call_id or new_call_id(),
+            "sip_headers": _sip_headers(from_, to, extra_headers),
+        },
+    }
+
+
+def _sip_headers(
+    from_: str, to: str, extra: Iterable[tuple[str, str]], call_id: str | None = None
+) -> list[dict[str, str]]:
+    return [
+        {"name": "From", "value": f"sip:{from_}@{SIP_DOMAIN}"},
+        {"name": "To", "value": f"sip:{to}@{SIP_DOMAIN}"},
+        {"name": "Call-ID", "value": call_id or str(uuid.uuid4())},
+        *({"name": name, "value": value} for name, value in extra),
+    ]
+
+
+def live_incoming_event(
+    session_id: str,
+    *,
+    event_type: str = "live.transport.incoming",
+    from_: str = "+14255551212",
+    to: str = "+18005551212",
+    extra_headers: Iterable[tuple[str, str]] = (),
+    event_id: str | None = None,
+    media_security: str | None = "srtp",
+    sip_call_id: str | None = None,
+) -> dict[str, Any]:
+    """A GPT-Live incoming-call webhook body: ``live.transport.incoming`` (``data.type:
+    "sip"``), or the deprecated ``live.call.incoming`` (no ``data.type``)."""
+    data: dict[str, Any] = {
+        "session_id": session_id,
+        "sip_headers": _sip_headers(from_, to, extra_headers, sip_call_id),
+    }
+    if event_type == "live.transport.incoming":
+        data["type"] = "sip"
+    if media_security is not None:
+        data["sip_media_security"] = media_security
+    return {
+        "object": "event",
+        "id": event_id or f"evt_{uuid.uuid4().hex}",
+        "type": event_type,
+        "created_at": int(time.time()),
+        "data": data,
     }
 
 

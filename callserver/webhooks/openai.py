@@ -30,6 +30,8 @@ INCOMING_EVENTS: dict[str, tuple[str, str]] = {
     LIVE_CALL_INCOMING: ("live", "session_id"),
 }
 """Incoming-call event type -> (engine, the data key holding the id accept/reject take)."""
+SUBSCRIBE_EVENTS: dict[str, str] = {"realtime": CALL_INCOMING, "live": LIVE_TRANSPORT_INCOMING}
+"""Engine -> the webhook event an operator subscribes to for graphs on it."""
 _MAX_HEADERS = 200
 _UNRECORDED_HEADERS = frozenset({"webhook-signature", "svix-signature", "authorization", "cookie"})
 _CALL_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
@@ -131,16 +133,12 @@ def parse_incoming_call(
     if engine == "live":
         transport = event.data.get("type")
         if event.type == LIVE_TRANSPORT_INCOMING and transport != "sip":
-            raise WebhookError(
-                400, f"data.type must be 'sip' for {event.type}", reason="bad_shape"
-            )
+            raise WebhookError(400, f"data.type must be 'sip' for {event.type}", reason="bad_shape")
         if event.type == LIVE_CALL_INCOMING and transport not in (None, "sip"):
             raise WebhookError(400, "data.type, when present, must be 'sip'", reason="bad_shape")
         media_security = event.data.get("sip_media_security")
         if media_security is not None and not isinstance(media_security, str):
-            raise WebhookError(
-                400, "data.sip_media_security must be a string", reason="bad_shape"
-            )
+            raise WebhookError(400, "data.sip_media_security must be a string", reason="bad_shape")
     if engine == "live" and "sip_headers" not in event.data:
         raise WebhookError(400, "data.sip_headers is required", reason="bad_shape")
     raw_headers = event.data.get("sip_headers", [])

@@ -9,10 +9,11 @@ from urllib.parse import quote
 
 from agents.realtime.model_inputs import RealtimeModelSendEvent, RealtimeModelSendRawMessage
 
-from callserver.engines.base import FrameTap, StreamEnd
+from callserver.engines.base import EngineOptions, FrameTap, PostCallJob, StreamEnd
 from callserver.engines.live.accept import live_accept_body
 from callserver.engines.live.control import LiveControl
 from callserver.engines.live.model import MAX_APPEND_CHARS, LiveSidebandModel
+from callserver.engines.live.recording import RecordingJob, download
 from callserver.engines.live.signals import live_signals
 from callserver.engines.realtime.engine import ws_base
 from callserver.engines.rest import DeadlineRest
@@ -39,16 +40,23 @@ class LiveCall:
     """One call's sideband model and the Live ways of saying things."""
 
     def __init__(
-        self, session_id: str, built: BuiltGraph, url: str, api_key: str, tap: FrameTap | None
+        self,
+        session_id: str,
+        built: BuiltGraph,
+        url: str,
+        options: EngineOptions,
+        tap: FrameTap | None,
     ) -> None:
         if built.live is None:
             raise ValueError("not a Live graph")
+        self._options = options
+        self._store = built.live.settings.store
         self.model = LiveSidebandModel(
             session_id=session_id, live=built.live, agents=built.agents, tap=tap
         )
         self.model_config: Any = {
             "url": url,
-            "api_key": api_key,
+            "api_key": options.api_key,
             "initial_model_settings": built.model_settings,
         }
 
@@ -77,6 +85,18 @@ class LiveCall:
         # agent (issue 11 reattaches first).
         return StreamEnd("control_lost", hangup=True)
 
+    def post_call_job(self) -> PostCallJob | None:
+        """With ``store: true``, the call's stereo recording is downloaded once finalised."""
+        if not self._store:
+            return None
+        job = RecordingJob(
+            base_url=self._options.base_url,
+            api_key=self._options.api_key,
+            session_id=self.model.session_id,
+            directory=self._options.recording_dir,
+        )
+        return lambda stop: download(job, stop)
+
 
 class LiveEngine:
     """Implements ``engines.base.Engine`` for GPT-Live."""
@@ -86,11 +106,13 @@ class LiveEngine:
     refer_settle_s = REFER_SETTLE_S
     """What the Live session does after a successful REFER is not documented: wait this long
     for it to close, then hang up (the transferred caller is on another leg by then)."""
+    close_wait_s = 2.0
+    """Live confirms a hangup with ``session.closed`` (reason, final usage): wait for it."""
 
-    def __init__(self, rest: DeadlineRest, *, base_url: str, api_key: str) -> None:
+    def __init__(self, rest: DeadlineRest, options: EngineOptions) -> None:
         self.control = LiveControl(rest)
-        self._ws_base = ws_base(base_url.rstrip("/"))
-        self._api_key = api_key
+        self._ws_base = ws_base(options.base_url.rstrip("/"))
+        self._options = options
 
     def url(self, session_id: str) -> str:
         """The sideband URL; ``graceful_close`` asks for a close handshake after the end."""
@@ -102,4 +124,4 @@ class LiveEngine:
         return await live_accept_body(built, context)
 
     def attach(self, call_id: str, built: BuiltGraph, tap: FrameTap | None) -> LiveCall:
-        return LiveCall(call_id, built, self.url(call_id), self._api_key, tap)
+        return LiveCall(call_id, built, self.url(call_id), self._options, tap)

@@ -427,8 +427,8 @@ class LiveSidebandModel(RealtimeModel):
                 await self._maybe_continue(owner, backend)
         usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
         tokens = {
-            k: float(usage[k])
+            k: usage[k]
             for k in ("input_tokens", "output_tokens", "total_tokens")
-            if isinstance(usage.get(k), int | float)
+            if isinstance(usage.get(k), int) and not isinstance(usage.get(k), bool)
         }
         return [RealtimeModelOtherEvent(data=Signal("usage", usage=tokens))] if tokens else []

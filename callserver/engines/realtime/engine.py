@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from agents.realtime.model_inputs import RealtimeModelSendEvent, RealtimeModelSendRawMessage
 
-from callserver.engines.base import FrameTap, StreamEnd
+from callserver.engines.base import EngineOptions, FrameTap, PostCallJob, StreamEnd
 from callserver.engines.realtime import sdk
 from callserver.engines.realtime.control import RealtimeControl
 from callserver.engines.realtime.signals import realtime_signals
@@ -58,6 +58,9 @@ class RealtimeCall:
         del error
         return StreamEnd("caller_hangup", hangup=False)
 
+    def post_call_job(self) -> PostCallJob | None:
+        return None
+
 
 class RealtimeEngine:
     """Implements ``engines.base.Engine`` for the Realtime API."""
@@ -66,11 +69,13 @@ class RealtimeEngine:
     webhook_event = WEBHOOK_EVENT
     refer_settle_s = 0.0
     """A Realtime call is the transfer target's once REFER succeeds: end our side at once."""
+    close_wait_s = 0.0
+    """Realtime sends nothing after a hangup: close at once."""
 
-    def __init__(self, rest: DeadlineRest, *, base_url: str, api_key: str) -> None:
+    def __init__(self, rest: DeadlineRest, options: EngineOptions) -> None:
         self.control = RealtimeControl(rest)
-        self._ws_base = ws_base(base_url.rstrip("/"))
-        self._api_key = api_key
+        self._ws_base = ws_base(options.base_url.rstrip("/"))
+        self._api_key = options.api_key
 
     def url(self, call_id: str) -> str:
         """Control websocket URL for one call."""
