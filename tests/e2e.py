@@ -48,3 +48,10 @@ async def assert_idle(server: RunningServer, timeout: float = 2.0) -> None:
     manager = server.services.manager
     await wait_for(lambda: not manager.task_names(), timeout, "manager tasks to finish")
     assert await manager.registry.live_calls() == []
+
+
+async def place_live_call(
+    server: RunningServer, fake: FakeOpenAI, **kwargs: Any
+) -> tuple[str, Any]:
+    """Ring a GPT-Live session at the fake and deliver its signed live.transport.incoming."""
+    return await fake.send_live_incoming(server.webhook_url, TEST_WEBHOOK_SECRET, **kwargs)

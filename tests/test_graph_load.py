@@ -17,12 +17,14 @@ CONFIG = Path(__file__).resolve().parent.parent / "config"
 
 def test_config_dir_loads_with_no_env() -> None:
     cfg = load_config(CONFIG, env={})
-    assert set(cfg.graphs) == {"frontdesk", "orders", "reception"}
+    assert set(cfg.graphs) == {"frontdesk", "frontdesk_live", "orders", "reception"}
     assert cfg.routes.default_graph == "frontdesk"
     assert any("ORDERS_API_TOKEN" in w for w in cfg.warnings)
 
 
-@pytest.mark.parametrize("name", ["agents.yaml", "orders.yaml", "reception.yaml"])
+@pytest.mark.parametrize(
+    "name", ["agents.yaml", "frontdesk_live.yaml", "orders.yaml", "reception.yaml"]
+)
 def test_each_graph_file_loads_alone(name: str) -> None:
     cfg = load_config(CONFIG / name, env={})
     assert len(cfg.graphs) == 1

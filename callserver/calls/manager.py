@@ -264,12 +264,21 @@ class CallManager:
         self._sessions[record.call_id] = session
         max_duration = min(built.limits.max_duration_s, self._settings.max_call_duration_s)
         remaining = max_duration - (time.monotonic() - record.created_mono)
+        # At the limit the call ends through the one end path like any hangup we decide:
+        # hang up while the session still listens (so the engine's last word is heard).
+        timer = asyncio.get_running_loop().call_later(
+            max(remaining, 0.0), self.spawn_end, record.call_id, "max_duration", True
+        )
         try:
-            async with asyncio.timeout(max(remaining, 0.0)):
-                stopped = await session.run()
-        except TimeoutError:
-            return "max_duration", True
+            stopped = await session.run()
+        finally:
+            timer.cancel()
         return stopped.reason, stopped.hangup
+
+    @property
+    def engines(self) -> Mapping[str, Engine]:
+        """The engines calls run on, by name."""
+        return self._engines
 
     @property
     def recorder_factory(self) -> RecorderFactory | None:

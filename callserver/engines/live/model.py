@@ -228,7 +228,7 @@ class LiveSidebandModel(RealtimeModel):
         backend = self._backends.get(owner) if owner is not None else None
         if backend is None:
             if event.start_response:
-                await self._send({"type": "response.create"})
+                await self._respond()
             return
         backend.pending.discard(call_id)
         backend.outputs += 1
@@ -241,7 +241,14 @@ class LiveSidebandModel(RealtimeModel):
             backend.continued = True
             if response_id is not None:
                 self._backends.pop(response_id, None)
-            await self._send({"type": "response.create"})
+            await self._respond()
+
+    async def _respond(self) -> None:
+        """``response.create``: the backend answers, and what the agent says next is a new
+        turn (the one "hang up after the goodbye" waits for)."""
+        await self._send({"type": "response.create"})
+        for event in self._turns.new_response():
+            await self._emit(event)
 
     @staticmethod
     def _delegation_key(settings: Mapping[str, Any]) -> str:
@@ -282,7 +289,7 @@ class LiveSidebandModel(RealtimeModel):
             "content": [{"type": "input_text", "text": text}],
         }
         await self._send({"type": "response.item.create", "item": item})
-        await self._send({"type": "response.create"})
+        await self._respond()
 
     async def _interrupt(self, event: RealtimeModelSendInterrupt) -> None:
         """A tripped output guardrail. The words already spoken cannot be unsaid; appending

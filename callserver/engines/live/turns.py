@@ -100,6 +100,11 @@ class TurnTracker:
             events += self._close_agent()
         return events
 
+    def new_response(self) -> list[RealtimeModelEvent]:
+        """The backend was asked for a new response (after tool outputs, or a message): what
+        the agent says next is a new turn, even without a pause in between."""
+        return self._close_agent() if self._agent is not None else []
+
     def close_all(self) -> list[RealtimeModelEvent]:
         """The session is over: whatever was open has ended."""
         events: list[RealtimeModelEvent] = []
