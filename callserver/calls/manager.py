@@ -149,6 +149,7 @@ class CallManager:
             caller=call.caller,
             dialed=call.dialed,
             twilio_call_sid=call.twilio_call_sid,
+            media_security=call.sip_media_security,
         )
         if received is not None:  # the ring deadline counts from the webhook's arrival
             record.created_mono = received

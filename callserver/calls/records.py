@@ -53,6 +53,8 @@ class CallRecord:
     caller: str | None = None
     dialed: str | None = None
     twilio_call_sid: str | None = None
+    media_security: str | None = None
+    """Live: the SDP-negotiated media protection OpenAI reported (``srtp``, ``rtp``, ...)."""
     twilio_status: str | None = None
     """Last Twilio CallStatus seen for the call (status callbacks), e.g. ``ringing``."""
     graph: str | None = None

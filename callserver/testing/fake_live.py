@@ -235,6 +235,8 @@ class FakeLive:
         if (failure := await self.control.scripted(action, session_id)) is not None:
             return failure
         session = self._lookup(session_id)
+        if session is not None and action in ("accept", "reject") and session.decision.made:
+            return decided()  # whatever became of the call since: its decision was made
         if session is None or (session.state == "ended" and action != "hangup"):
             return _not_found(session_id)
         if bad_json:
