@@ -76,9 +76,13 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import asyncio
 
+    if args.live:
+        from callserver.demo_live import run_live_demo
+
+        return asyncio.run(run_live_demo(Path(args.config or "config/frontdesk_live.yaml")))
     from callserver.demo import run_demo
 
-    return asyncio.run(run_demo(Path(args.config)))
+    return asyncio.run(run_demo(Path(args.config or "config/agents.yaml")))
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -108,7 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=_cmd_schema)
 
     demo = sub.add_parser("demo", help="watch one call end to end against the local fake OpenAI")
-    demo.add_argument("--config", default="config/agents.yaml")
+    demo.add_argument(
+        "--config", help="default config/agents.yaml (config/frontdesk_live.yaml with --live)"
+    )
+    demo.add_argument("--live", action="store_true", help="play the call on GPT-Live")
     demo.set_defaults(func=_cmd_demo)
 
     replay = sub.add_parser("replay", help="replay recorded calls (cassettes) against a config")

@@ -19,11 +19,11 @@ from callserver.testing.fake_openai import FakeOpenAI
 from callserver.testing.harness import TEST_WEBHOOK_SECRET, run_callserver, test_settings
 
 
-def _say(who: str, text: str) -> None:
+def say(who: str, text: str) -> None:
     print(f"{who:<24} {text}", flush=True)
 
 
-def _short(value: Any, limit: int = 90) -> str:
+def short(value: Any, limit: int = 90) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -33,10 +33,10 @@ async def run_demo(config: Path) -> int:
     """Play one call; returns a process exit code (0 if the call went as scripted)."""
     logging.getLogger().setLevel(logging.ERROR)
     async with FakeOpenAI() as fake:
-        _say("[fake OpenAI]", f"listening on {fake.base_url}")
+        say("[fake OpenAI]", f"listening on {fake.base_url}")
         settings = test_settings(fake.base_url, config)
         async with run_callserver(settings) as server:
-            _say("[callserver]", f"listening on {server.url}, config {config}")
+            say("[callserver]", f"listening on {server.url}, config {config}")
             call_id, response = await fake.send_incoming_call(
                 server.webhook_url,
                 TEST_WEBHOOK_SECRET,
@@ -44,50 +44,50 @@ async def run_demo(config: Path) -> int:
                 to="+18005551212",
                 extra_headers=[("X-Tenant", "demo")],
             )
-            _say("OpenAI -> callserver", f"webhook realtime.call.incoming {call_id}")
-            _say("callserver -> OpenAI", f"HTTP {response.status_code} {response.json()}")
+            say("OpenAI -> callserver", f"webhook realtime.call.incoming {call_id}")
+            say("callserver -> OpenAI", f"HTTP {response.status_code} {response.json()}")
             conn = await fake.wait_connected(call_id)
             accept = fake.requests_for(call_id, "accept")[0]
             body = accept.json or {}
-            _say("callserver -> OpenAI", f"POST .../accept -> {accept.status}")
-            _say("", f"model {body.get('model')}, voice {body['audio']['output']['voice']}")
-            _say("", f"tools {[t['name'] for t in body.get('tools', [])]}")
-            _say("", f"instructions {_short(body.get('instructions', ''))}")
-            _say("callserver -> OpenAI", f"websocket /v1/realtime?call_id={call_id}")
+            say("callserver -> OpenAI", f"POST .../accept -> {accept.status}")
+            say("", f"model {body.get('model')}, voice {body['audio']['output']['voice']}")
+            say("", f"tools {[t['name'] for t in body.get('tools', [])]}")
+            say("", f"instructions {short(body.get('instructions', ''))}")
+            say("callserver -> OpenAI", f"websocket /v1/realtime?call_id={call_id}")
             update = await conn.expect("session.update")
-            _say("callserver -> OpenAI", "session.update (the same settings as the accept)")
+            say("callserver -> OpenAI", "session.update (the same settings as the accept)")
             greeting = await conn.expect("response.create")
-            _say(
+            say(
                 "callserver -> OpenAI",
-                f"response.create: {_short(greeting['response'].get('instructions'))}",
+                f"response.create: {short(greeting['response'].get('instructions'))}",
             )
             del update
 
-            _say("caller", '"What is the weather in Paris?"')
+            say("caller", '"What is the weather in Paris?"')
             await conn.send(ev.input_transcription_completed(None, "What is the weather in Paris?"))
             await conn.send(ev.function_call_turn("get_weather", {"city": "Paris"}, "call_1"))
-            _say("OpenAI -> callserver", 'function call get_weather {"city": "Paris"}')
+            say("OpenAI -> callserver", 'function call get_weather {"city": "Paris"}')
             output = await conn.expect(
                 "conversation.item.create",
                 lambda e: e["item"].get("type") == "function_call_output",
             )
-            _say("callserver -> OpenAI", f"function_call_output {_short(output['item']['output'])}")
+            say("callserver -> OpenAI", f"function_call_output {short(output['item']['output'])}")
             await conn.expect("response.create")
-            _say("callserver -> OpenAI", "response.create (the agent answers)")
+            say("callserver -> OpenAI", "response.create (the agent answers)")
 
-            _say("caller", '"I have a question about my bill."')
+            say("caller", '"I have a question about my bill."')
             await conn.send(ev.function_call_turn("transfer_to_billing_support", {}, "call_2"))
-            _say("OpenAI -> callserver", "function call transfer_to_billing_support (handoff)")
+            say("OpenAI -> callserver", "function call transfer_to_billing_support (handoff)")
             handoff = await conn.expect(
                 "session.update",
                 lambda e: "billing" in (e["session"].get("instructions") or "").lower(),
             )
-            _say(
+            say(
                 "callserver -> OpenAI",
-                f"session.update: {_short(handoff['session']['instructions'])}",
+                f"session.update: {short(handoff['session']['instructions'])}",
             )
 
-            _say("caller", "hangs up (the TCP connection drops, no close frame)")
+            say("caller", "hangs up (the TCP connection drops, no close frame)")
             await conn.drop()
             record = None
             for _ in range(200):
@@ -97,10 +97,10 @@ async def run_demo(config: Path) -> int:
                 await asyncio.sleep(0.01)
             assert record is not None
             summary = record.summary()
-            _say("callserver", f"call ended: {summary['end_reason']}")
-            _say("", f"agents {summary['agents_visited']}")
-            _say("", f"tools {[t['name'] for t in summary['tool_calls']]}")
-            _say("", f"live calls now: {len(await server.services.manager.registry.live_calls())}")
+            say("callserver", f"call ended: {summary['end_reason']}")
+            say("", f"agents {summary['agents_visited']}")
+            say("", f"tools {[t['name'] for t in summary['tool_calls']]}")
+            say("", f"live calls now: {len(await server.services.manager.registry.live_calls())}")
             problems = fake.client_schema_errors
-            _say("schema check", "every client event valid" if not problems else str(problems))
+            say("schema check", "every client event valid" if not problems else str(problems))
             return 0 if record.end_reason == "caller_hangup" and not problems else 1
