@@ -1,11 +1,13 @@
 """callserver benchmarks: ``python bench/run.py`` prints a table. Not a test.
 
-1. webhook -> accept latency: a signed ``realtime.call.incoming`` is POSTed to callserver;
-   the clock stops when the fake OpenAI (same process, loopback) receives the accept.
+1. webhook -> accept latency, per engine: a signed ``realtime.call.incoming`` (Realtime) or
+   ``live.transport.incoming`` (GPT-Live) is POSTed to callserver; the clock stops when the
+   fake OpenAI (same process, loopback) receives the accept.
 2. verified webhooks per second over HTTP (signed, unhandled event type: verify + parse).
 3. signature verifications per second in-process (svix HMAC + our checks).
-4. memory per attached call: 200 concurrent calls with live agent sessions; the fake OpenAI
-   runs in a child process so only callserver's memory is counted.
+4. memory per attached call, per engine: 200 concurrent calls with live agent sessions (the
+   Realtime control websocket, or the Live sideband); the fake OpenAI runs in a child
+   process so only callserver's memory is counted.
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ from callserver.testing.harness import (
     test_settings,
 )
 from callserver.testing.process import start_serve, wait_ready
-from callserver.testing.webhook_sender import incoming_call_event, sign
+from callserver.testing.webhook_sender import incoming_call_event, live_incoming_event, sign
 from callserver.webhooks.signature import SignatureVerifier
 
 CONFIG = ROOT / "config" / "agents.yaml"
+CONFIGS = {"realtime": CONFIG, "live": ROOT / "config" / "frontdesk_live.yaml"}
 
 
 def pct(values: list[float], p: float) -> float:
@@ -53,19 +56,25 @@ def rss_mib() -> float:
     return float("nan")
 
 
-async def accept_latency(n: int) -> dict[str, float]:
+def _incoming(engine: str, call_id: str | None = None) -> bytes:
+    if engine == "live":
+        return json.dumps(live_incoming_event(call_id or f"live_{os.urandom(8).hex()}")).encode()
+    return json.dumps(incoming_call_event(call_id)).encode()
+
+
+async def accept_latency(n: int, engine: str = "realtime") -> dict[str, float]:
     """End to end (client send -> fake receives accept) and inside callserver (webhook
     received -> accept request sent, from the call record)."""
     latencies: list[float] = []
     inside: list[float] = []
     async with FakeOpenAI() as fake:
-        settings = test_settings(fake.base_url, CONFIG, max_concurrent_calls=n + 10)
+        settings = test_settings(fake.base_url, CONFIGS[engine], max_concurrent_calls=n + 10)
         async with run_callserver(settings) as server, httpx.AsyncClient() as client:
             gc.collect()
             gc.freeze()  # as `callserver serve` does after start-up (callserver/serve.py)
             for _ in range(n):
-                call_id = fake.add_call()
-                body = json.dumps(incoming_call_event(call_id)).encode()
+                call_id = fake.live.add_session() if engine == "live" else fake.add_call()
+                body = _incoming(engine, call_id)
                 headers = {"content-type": "application/json", **sign(TEST_WEBHOOK_SECRET, body)}
                 sent = time.time()
                 response = await client.post(server.webhook_url, content=body, headers=headers)
@@ -76,7 +85,11 @@ async def accept_latency(n: int) -> dict[str, float]:
                 record = await server.services.manager.registry.get(call_id)
                 assert record is not None and record.accept_sent_mono is not None
                 inside.append(record.accept_sent_mono - record.created_mono)
-                await fake.caller_hangs_up(call_id)
+                if engine == "live":
+                    await fake.live.wait_attached(call_id)
+                    await fake.live.caller_hangs_up(call_id)
+                else:
+                    await fake.caller_hangs_up(call_id)
     return {
         "p50_ms": pct(latencies, 50) * 1000,
         "p99_ms": pct(latencies, 99) * 1000,
@@ -148,7 +161,7 @@ def verify_throughput(n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-async def memory_per_call(n: int) -> dict[str, float]:
+async def memory_per_call(n: int, engine: str = "realtime") -> dict[str, float]:
     port = free_port()
     fake = subprocess.Popen(
         [
@@ -171,19 +184,19 @@ async def memory_per_call(n: int) -> dict[str, float]:
                     break
                 except httpx.HTTPError:
                     await asyncio.sleep(0.05)
-            settings = test_settings(base_url, CONFIG, max_concurrent_calls=n + 50)
+            settings = test_settings(base_url, CONFIGS[engine], max_concurrent_calls=n + 50)
             async with run_callserver(settings) as server:
                 # Warm up with a few calls so one-time imports, caches and allocator arenas
                 # are not counted per call.
                 warm = 20
                 for _ in range(warm):
-                    await _place(client, server.webhook_url)
+                    await _place(client, server.webhook_url, engine)
                 await _wait_sessions(server, warm)
                 await asyncio.sleep(0.5)
                 gc.collect()
                 before = rss_mib()
                 for _ in range(n):
-                    await _place(client, server.webhook_url)
+                    await _place(client, server.webhook_url, engine)
                 await _wait_sessions(server, n + warm, timeout=60)
                 await asyncio.sleep(0.5)
                 gc.collect()
@@ -200,8 +213,8 @@ async def memory_per_call(n: int) -> dict[str, float]:
         fake.wait(10)
 
 
-async def _place(client: httpx.AsyncClient, url: str) -> None:
-    body = json.dumps(incoming_call_event()).encode()
+async def _place(client: httpx.AsyncClient, url: str, engine: str) -> None:
+    body = _incoming(engine)
     headers = {"content-type": "application/json", **sign(TEST_WEBHOOK_SECRET, body)}
     response = await client.post(url, content=body, headers=headers)
     assert response.status_code == 200, response.text
@@ -218,26 +231,48 @@ async def _wait_sessions(server, count: int, timeout: float = 20) -> None:
     raise RuntimeError(f"only {len(manager._sessions)} sessions attached")
 
 
+def _memory_in_child(n: int, engine: str) -> dict[str, float]:
+    """Each memory run in a fresh interpreter: memory freed by an earlier run stays in the
+    allocator's arenas and would be reused, hiding what the next run costs."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-only", engine, "--concurrent", str(n)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=300, help="calls for the latency run")
     parser.add_argument("--concurrent", type=int, default=200, help="calls for the memory run")
+    parser.add_argument("--memory-only", choices=["realtime", "live"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.disable(logging.ERROR)
     os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
-    latency = asyncio.run(accept_latency(args.calls))
+    if args.memory_only:
+        print(json.dumps(asyncio.run(memory_per_call(args.concurrent, args.memory_only))))
+        return
+    engines = ("realtime", "live")
+    latency = {e: asyncio.run(accept_latency(args.calls, e)) for e in engines}
     http_rate, cpu_per_webhook = asyncio.run(webhook_throughput(3000))
     verify_rate = verify_throughput(20000)
-    memory = asyncio.run(memory_per_call(args.concurrent))
-    rows = [
-        ("webhook -> accept-sent p50", f"{latency['in_p50_ms']:.2f} ms", "inside callserver"),
-        ("webhook -> accept-sent p99", f"{latency['in_p99_ms']:.2f} ms", "target < 10 ms"),
-        (
-            "client -> fake accept p50",
-            f"{latency['p50_ms']:.2f} ms",
-            f"{args.calls} calls, both HTTP hops, one process",
-        ),
-        ("client -> fake accept p99", f"{latency['p99_ms']:.2f} ms", "includes client overhead"),
+    memory = {e: _memory_in_child(args.concurrent, e) for e in engines}
+    rows = []
+    for e in engines:
+        lat = latency[e]
+        rows += [
+            (f"{e}: webhook -> accept-sent p50", f"{lat['in_p50_ms']:.2f} ms", "inside callserver"),
+            (f"{e}: webhook -> accept-sent p99", f"{lat['in_p99_ms']:.2f} ms", "target < 10 ms"),
+            (
+                f"{e}: client -> fake accept p50",
+                f"{lat['p50_ms']:.2f} ms",
+                f"{args.calls} calls, both HTTP hops, one process",
+            ),
+            (f"{e}: client -> fake accept p99", f"{lat['p99_ms']:.2f} ms", "with client overhead"),
+        ]
+    rows += [
         ("verified webhooks/s (HTTP)", f"{http_rate:,.0f}", "client-bound (Python load)"),
         (
             "server CPU per verified webhook",
@@ -245,13 +280,17 @@ def main() -> None:
             f"= {1 / cpu_per_webhook:,.0f}/s per core (server in its own process)",
         ),
         ("signature checks/s (in-process)", f"{verify_rate:,.0f}", "svix HMAC-SHA256"),
-        (
-            "memory per attached call",
-            f"{memory['kib_per_call']:.0f} KiB",
-            f"{memory['attached']} concurrent sessions, RSS {memory['rss_before_mib']:.0f}"
-            f" -> {memory['rss_after_mib']:.0f} MiB",
-        ),
     ]
+    for e in engines:
+        mem = memory[e]
+        rows.append(
+            (
+                f"{e}: memory per attached call",
+                f"{mem['kib_per_call']:.0f} KiB",
+                f"{mem['attached']} concurrent sessions, RSS {mem['rss_before_mib']:.0f}"
+                f" -> {mem['rss_after_mib']:.0f} MiB",
+            )
+        )
     width = max(len(r[0]) for r in rows)
     print(f"{'metric':<{width}}  {'value':>12}  notes")
     print(f"{'-' * width}  {'-' * 12}  {'-' * 40}")
