@@ -262,3 +262,57 @@ async def test_over_capacity_rejects_busy(start_callserver, fake_openai: FakeOpe
     assert fake_openai.requests_for(second, "reject")[0].json == {"status_code": 486}
     assert fake_openai.live.session(second).reject_status == 486
     assert fake_openai.live.session(first).state == "accepted"
+
+
+async def test_admin_show_hang_up_and_transfer_live_calls(
+    start_callserver, fake_openai: FakeOpenAI
+) -> None:
+    import httpx
+
+    token = {"Authorization": "Bearer admin-live-token"}
+    server = await start_callserver(LIVE_DESK, admin_token="admin-live-token")
+    first, _ = await place_live_call(server, fake_openai)
+    second, _ = await place_live_call(server, fake_openai)
+    await fake_openai.live.wait_attached(first)
+    await fake_openai.live.wait_attached(second)
+    async with httpx.AsyncClient(base_url=server.url, headers=token, timeout=5) as client:
+        shown = (await client.get(f"/admin/calls/{first}")).json()
+        assert shown["engine"] == "live" and shown["graph"] == "live_desk"
+        assert (await client.post(f"/admin/calls/{first}/hangup")).status_code == 200
+        moved = await client.post(
+            f"/admin/calls/{second}/transfer", json={"target_uri": "sip:desk@pbx.example.com"}
+        )
+        assert moved.status_code == 200, moved.text
+    hung = await ended_record(server, first)
+    assert hung.end_reason == "admin_hangup" and fake_openai.hangup_observed(first)
+    assert fake_openai.live.session(first).close_reason == "close_requested"
+    moved_record = await ended_record(server, second)
+    assert moved_record.end_reason == "transferred"
+    assert fake_openai.live.session(second).refer_target == "sip:desk@pbx.example.com"
+    await assert_idle(server)
+
+
+async def test_live_calls_are_recorded(start_callserver, fake_openai: FakeOpenAI, tmp_path) -> None:
+    from callserver.records.cassette_reader import read_cassette
+
+    server = await start_callserver(FRONTDESK_LIVE, recording_mode="on", recording_dir=tmp_path)
+    session_id, _ = await place_live_call(server, fake_openai)
+    sideband = await fake_openai.live.wait_attached(session_id)
+    [call_id] = await fake_openai.live.delegate(session_id, [("get_weather", {"city": "Oslo"})])
+    await sideband.expect("response.item.create", _output_for(call_id))
+    await fake_openai.live.caller_hangs_up(session_id)
+    await ended_record(server, session_id)
+    [path] = list(tmp_path.rglob(f"{session_id}.cassette.jsonl"))
+    await wait_for(lambda: '"closed"' in path.read_text(), what="cassette closed")
+    cassette = read_cassette(path)
+    assert cassette.first("webhook").data["body"]["type"] == "live.transport.incoming"
+    [accept] = [e for e in cassette.of("rest") if e.data["action"] == "accept"]
+    assert accept.data["request"]["session"]["type"] == "live" and accept.data["status"] == 200
+    sent = [e.data["event"]["type"] for e in cassette.of("ws_out")]
+    got = [e.data["event"]["type"] for e in cassette.of("ws_in")]
+    assert "response.item.create" in sent and "response.create" in sent
+    assert "session.closed" in got and "response.event" in got
+    [tool] = cassette.of("tool")
+    assert tool.data["name"] == "get_weather" and "Oslo" in tool.data["output"]
+    assert cassette.first("end").data["reason"] == "caller_hangup"
+    assert "sk-test-not-a-real-key" not in path.read_text()
