@@ -316,3 +316,15 @@ async def test_live_calls_are_recorded(start_callserver, fake_openai: FakeOpenAI
     assert tool.data["name"] == "get_weather" and "Oslo" in tool.data["output"]
     assert cassette.first("end").data["reason"] == "caller_hangup"
     assert "sk-test-not-a-real-key" not in path.read_text()
+
+
+async def test_accept_is_retried_within_the_ring_deadline(
+    start_callserver, fake_openai: FakeOpenAI
+) -> None:
+    server = await start_callserver(LIVE_DESK)
+    session_id = fake_openai.live.add_session()
+    fake_openai.fail("accept", 503, times=2, call_id=session_id)
+    await place_live_call(server, fake_openai, session_id=session_id)
+    await fake_openai.live.wait_attached(session_id)
+    statuses = [r.status for r in fake_openai.requests_for(session_id, "accept")]
+    assert statuses == [503, 503, 200]
