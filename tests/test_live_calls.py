@@ -328,3 +328,23 @@ async def test_accept_is_retried_within_the_ring_deadline(
     await fake_openai.live.wait_attached(session_id)
     statuses = [r.status for r in fake_openai.requests_for(session_id, "accept")]
     assert statuses == [503, 503, 200]
+
+
+async def test_attach_refused_404_means_the_caller_is_gone(
+    start_callserver, fake_openai: FakeOpenAI
+) -> None:
+    server = await start_callserver(LIVE_DESK)
+    session_id = fake_openai.live.add_session()
+    fake_openai.fail("attach", 404, call_id=session_id)
+    await place_live_call(server, fake_openai, session_id=session_id)
+    record = await ended_record(server, session_id)
+    assert record.end_reason == "caller_hangup" and not fake_openai.hangup_observed(session_id)
+
+
+async def test_attach_refused_otherwise_hangs_up(start_callserver, fake_openai: FakeOpenAI) -> None:
+    server = await start_callserver(LIVE_DESK)
+    session_id = fake_openai.live.add_session()
+    fake_openai.fail("attach", 403, call_id=session_id)
+    await place_live_call(server, fake_openai, session_id=session_id)
+    record = await ended_record(server, session_id)
+    assert record.end_reason == "connect_failed" and fake_openai.hangup_observed(session_id)

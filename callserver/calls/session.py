@@ -84,7 +84,7 @@ class CallSession:
                 extra={"call_id": self._record.call_id},
             )
             await session.close()
-            return StreamEnd("connect_failed", hangup=True)
+            return engine_call.connect_failed(exc)
         self.session = session
         idle_task: asyncio.Task[None] | None = None
         keypad_task: asyncio.Task[None] | None = None

@@ -62,6 +62,28 @@ class StreamEnd:
     hangup: bool
 
 
+def handshake_status(error: BaseException) -> int | None:
+    """The HTTP status a refused websocket upgrade answered, wherever it sits in the chain."""
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            return None
+        status = getattr(getattr(seen, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return status
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def attach_refused(error: BaseException) -> StreamEnd:
+    """Why attaching failed, for either engine: a 404 means the call is already over (the
+    caller hung up between the accept and the attach), so there is nothing to hang up;
+    anything else leaves a call nobody controls, which the end path hangs up."""
+    if handshake_status(error) == 404:
+        return StreamEnd("caller_hangup", hangup=False)
+    return StreamEnd("connect_failed", hangup=True)
+
+
 class EngineCall(Protocol):
     """One call on one engine: the SDK model to run the session on, and the engine's
     translations of what the session needs to say or hear."""
@@ -80,6 +102,9 @@ class EngineCall(Protocol):
 
     def stream_end(self, error: BaseException | None) -> StreamEnd:
         """Called once the session's event stream stopped (``error``: what it raised)."""
+
+    def connect_failed(self, error: BaseException) -> StreamEnd:
+        """Called when attaching to the accepted call failed (``error``: what it raised)."""
 
     def post_call_job(self) -> PostCallJob | None:
         """Work to do once the call has ended, if any (Live: download a stored recording)."""

@@ -9,7 +9,13 @@ from urllib.parse import quote
 
 from agents.realtime.model_inputs import RealtimeModelSendEvent, RealtimeModelSendRawMessage
 
-from callserver.engines.base import EngineOptions, FrameTap, PostCallJob, StreamEnd
+from callserver.engines.base import (
+    EngineOptions,
+    FrameTap,
+    PostCallJob,
+    StreamEnd,
+    attach_refused,
+)
 from callserver.engines.live.accept import live_accept_body
 from callserver.engines.live.control import LiveControl
 from callserver.engines.live.model import MAX_APPEND_CHARS, LiveSidebandModel
@@ -84,6 +90,9 @@ class LiveCall:
         # runs its tools any more, so hang it up rather than leave the caller with a deaf
         # agent (issue 11 reattaches first).
         return StreamEnd("control_lost", hangup=True)
+
+    def connect_failed(self, error: BaseException) -> StreamEnd:
+        return attach_refused(error)
 
     def post_call_job(self) -> PostCallJob | None:
         """With ``store: true``, the call's stereo recording is downloaded once finalised."""

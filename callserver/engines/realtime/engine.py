@@ -8,7 +8,13 @@ from urllib.parse import quote
 
 from agents.realtime.model_inputs import RealtimeModelSendEvent, RealtimeModelSendRawMessage
 
-from callserver.engines.base import EngineOptions, FrameTap, PostCallJob, StreamEnd
+from callserver.engines.base import (
+    EngineOptions,
+    FrameTap,
+    PostCallJob,
+    StreamEnd,
+    attach_refused,
+)
 from callserver.engines.realtime import sdk
 from callserver.engines.realtime.control import RealtimeControl
 from callserver.engines.realtime.signals import realtime_signals
@@ -57,6 +63,9 @@ class RealtimeCall:
         iterator just stops on a clean close: for a SIP call either is the caller gone."""
         del error
         return StreamEnd("caller_hangup", hangup=False)
+
+    def connect_failed(self, error: BaseException) -> StreamEnd:
+        return attach_refused(error)
 
     def post_call_job(self) -> PostCallJob | None:
         return None
