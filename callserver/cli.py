@@ -53,8 +53,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"callserver: cannot read config: {exc}", file=sys.stderr)
         return 1
-    serve(settings, holder, args.host, args.port)
-    return 0
+    return serve(settings, holder, args.host, args.port)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
