@@ -218,3 +218,27 @@ async def test_post_call_event_survives_kill_9(fake_openai: FakeOpenAI, tmp_path
         httpserver.stop()
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), timeout=15)
+
+
+async def test_json_logs_are_plain_json_lines(fake_openai: FakeOpenAI) -> None:
+    """Every line on stderr is one JSON object with one message: no uvicorn
+    ``color_message`` and no ANSI escape codes (issue 13, item 10)."""
+    import json
+
+    port = free_port()
+    proc = await start_service(service_env(fake_openai), port)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), timeout=15) == 0
+        _, stderr = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = stderr.decode()
+    assert "\x1b" not in text and "\\u001b" not in text
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    assert any(line["msg"].startswith("Started server process") for line in lines), lines
+    for line in lines:
+        assert "color_message" not in line, line
+        assert isinstance(line["msg"], str)
