@@ -179,3 +179,30 @@ async def test_round_trip_with_redacted_caller_and_accept_retry(tmp_path: Path) 
         statuses = [r.status for r in replayer.fake.requests if r.action == "accept"]
     assert result.passed, result.report()
     assert statuses == [500, 200]
+
+
+def test_cli_bad_config_is_a_file_line_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``callserver replay`` reports config errors like ``serve`` and ``check`` (issue 13,
+    item 6): file:line key: problem, exit 1."""
+    from callserver.cli import main
+
+    config = _config_copy(tmp_path)
+    config.write_text(config.read_text().replace("- agent: billing", "- agent: biling"))
+    cassette = str(REPLAYS / "tool_call.cassette.jsonl")
+    assert main(["replay", cassette, "--config", str(config.parent)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"{config}:38 agents.customer_service.handoffs[0]: no agent named 'biling'" in err
+    assert "1 error in" in err
+
+    # Outside the project folder, with no --config: the default is not there.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("CALLSERVER_CONFIG", raising=False)
+    assert main(["replay", cassette]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "no such file or directory" in err and "pass --config" in err

@@ -29,6 +29,8 @@ from typing import Any, Self, TextIO
 import httpx
 
 from callserver.config_holder import ConfigHolder
+from callserver.graph import ConfigError
+from callserver.graph.commands import explain
 from callserver.records.cassette_reader import Cassette, CassetteError, read_cassette
 from callserver.testing.fake_openai import FakeOpenAI
 from callserver.testing.fake_realtime import Event, FakeConnection
@@ -309,7 +311,13 @@ def run_replay_cli(
         print("callserver replay: no cassettes found", file=out)
         return 1
     logging.getLogger("callserver").setLevel(logging.ERROR)  # the replayed calls' own logs
-    results = asyncio.run(replay_paths(files, config, execute=execute, execute_all=execute_all))
+    try:
+        results = asyncio.run(
+            replay_paths(files, config, execute=execute, execute_all=execute_all)
+        )
+    except ConfigError as exc:  # the same file:line report as ``serve`` and ``check``
+        print(f"callserver replay: invalid config:\n{explain(exc, config)}", file=sys.stderr)
+        return 1
     for result in results:
         print(result.report(), file=out)
     passed = sum(r.passed for r in results)
