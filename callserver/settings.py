@@ -30,7 +30,8 @@ class Settings(BaseModel):
     webhook_secret: SecretStr | None = None
     insecure_skip_signature: bool = False
     """Development only: accept unsigned webhooks. Logged loudly at start-up."""
-    config_path: Path = Path("config/agents.yaml")
+    config_path: Path = Path("config")
+    """The bundled directory: every graph in it plus its routes.yaml (relative to the cwd)."""
     max_concurrent_calls: Annotated[int, Field(ge=1)] = 100
     ring_deadline_s: Annotated[float, Field(gt=0)] = 5.0
     """Time from webhook to a settled accept/reject, retries included."""

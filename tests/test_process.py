@@ -242,3 +242,29 @@ async def test_json_logs_are_plain_json_lines(fake_openai: FakeOpenAI) -> None:
     for line in lines:
         assert "color_message" not in line, line
         assert isinstance(line["msg"], str)
+
+
+async def test_default_config_is_the_bundled_directory_with_its_routes(
+    fake_openai: FakeOpenAI,
+) -> None:
+    """``callserver serve`` in the project folder, CALLSERVER_CONFIG unset: every bundled
+    graph loads and config/routes.yaml routes by the number dialed (issue 13, item 3)."""
+    env = service_env(fake_openai)
+    del env["CALLSERVER_CONFIG"]
+    port = free_port()
+    proc = await start_service(env, port)
+    url = f"http://127.0.0.1:{port}/webhooks/openai"
+    try:
+        calls = [
+            (await fake_openai.send_incoming_call(url, TEST_WEBHOOK_SECRET, to=number))[0]
+            for number in ("+18005550100", "+18005559999")
+        ]
+        orders, other = calls
+        for call_id in calls:
+            await fake_openai.wait_connected(call_id)
+        accepted = {c: fake_openai.requests_for(c, "accept")[0].json["instructions"] for c in calls}
+        assert "status of their orders" in accepted[orders]
+        assert "main customer service agent" in accepted[other]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), timeout=15)

@@ -4,7 +4,7 @@ A :class:`Replayer` runs one fake OpenAI and one callserver (the config under te
 tools stubbed from the recordings unless asked to run them) and replays any number of
 cassettes through them, concurrently::
 
-    async with Replayer("config/agents.yaml") as replayer:
+    async with Replayer("config") as replayer:
         result = await replayer.replay("tests/replays/tool_call.cassette.jsonl")
         assert result.passed, result.report()
 
@@ -51,7 +51,8 @@ from callserver.testing.webhook_sender import new_call_id, send_webhook
 
 __all__ = ["ReplayResult", "Replayer", "find_cassettes", "main", "run_replay_cli"]
 
-DEFAULT_CONFIG = "config/agents.yaml"
+DEFAULT_CONFIG = "config"
+"""The same default as ``CALLSERVER_CONFIG``: the bundled directory with its routes."""
 SUFFIX = ".cassette.jsonl"
 
 
