@@ -41,8 +41,31 @@ SIP_DECLINE = 603
 BUSY_SIP_CODES = frozenset({480, 486, 503, 600})
 """Reject-route codes that mean "try later": Twilio plays busy. Anything else: rejected."""
 
+NEVER_CONNECTED_STATUSES = frozenset({"failed", "no-answer"})
+"""``<Dial action>`` statuses that, when no live call of ours was ended by them, mean the leg
+to OpenAI never connected (``busy`` always means that)."""
+
 DEFAULT_STATUS_TTL_S = 300.0
 DEFAULT_MAX_REMEMBERED = 50_000
+
+
+def dial_refusal(
+    dial_status: str, sip_code: str | None, outcome: str | None
+) -> RejectReason | None:
+    """What a caller whose SIP leg was refused (e.g. 486 when the instance that got OpenAI's
+    webhook was full) hears: ``busy``, or ``rejected`` for a final refusal such as 403/603.
+
+    ``outcome`` is what :meth:`TwilioCalls.on_status` did with the action (None if it could
+    not tell). None when the leg connected (a live call of ours ended) or the caller left:
+    the call is over, hang up. The caller is still on the line, waiting (``answerOnBridge``).
+    """
+    never_connected = outcome in ("remembered", "duplicate")
+    if not (dial_status == "busy" or (dial_status in NEVER_CONNECTED_STATUSES and never_connected)):
+        return None
+    code = int(sip_code) if sip_code and sip_code.isdigit() else None
+    if code is not None and code >= 400 and code not in BUSY_SIP_CODES:
+        return "rejected"
+    return "busy"
 
 
 class StatusMemory:
