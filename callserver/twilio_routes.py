@@ -82,7 +82,10 @@ def build_twilio(
     calls.install()
     return TwilioService(
         calls=calls,
-        signature=TwilioSignature(settings.twilio_auth_token.get_secret_value()),
+        signature=TwilioSignature(
+            settings.twilio_auth_token.get_secret_value(),
+            {key: secret.get_secret_value() for key, secret in settings.twilio_shared_keys.items()},
+        ),
         sip_uri=sip_uri,
         public_base_url=settings.public_base_url,
         trust_proxy=settings.trust_proxy,

@@ -172,6 +172,8 @@ def settings_secrets(settings: Any) -> list[str]:
         raw = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
         if raw:
             found.append(raw)
+    for secret in (getattr(settings, "twilio_shared_keys", None) or {}).values():
+        found.append(secret.get_secret_value())
     return found
 
 
