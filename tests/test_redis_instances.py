@@ -224,6 +224,64 @@ async def test_status_callback_on_another_instance_ends_the_call(fleet: Fleet) -
     assert len(fleet.fake.requests_for(call_id, "hangup")) == 1
 
 
+async def twilio_post(fleet: Fleet, instance: Instance, path: str, form: dict[str, str]) -> Any:
+    """A signed Twilio form webhook, as Twilio sends it to the public URL."""
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(PUBLIC + path, form)
+    response = await fleet.http.post(
+        instance.url + path, data=form, headers={"X-Twilio-Signature": signature}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def twilio_legs() -> tuple[str, str, list[tuple[str, str]]]:
+    """(the number's CallSid, the <Dial> leg's, the INVITE's headers naming both)."""
+    parent, child = "CA" + uuid.uuid4().hex, "CA" + uuid.uuid4().hex
+    return parent, child, [("X-Callserver-CallSid", parent), ("X-Twilio-CallSid", child)]
+
+
+async def test_number_status_on_another_instance_ends_the_call(fleet: Fleet) -> None:
+    """The number's own status callback names the caller's CallSid (our
+    X-Callserver-CallSid), not the SIP leg's: the link is shared (issue 13, item 5)."""
+    a, b, _ = fleet.instances
+    parent, _, headers = twilio_legs()
+    call_id = await fleet.place_call(a, extra_headers=headers)
+    answer = await twilio_post(
+        fleet, b, "/twilio/status", {"CallSid": parent, "CallStatus": "completed"}
+    )
+    assert answer == {"status": "ended"}
+    await wait_for(lambda: fleet.fake.hangup_observed(call_id), what="hangup at OpenAI")
+
+    async def ended() -> bool:
+        record = (await fleet.admin(a, "GET", f"/admin/calls/{call_id}")).json()
+        return record.get("end_reason") == "twilio:completed"
+
+    await wait_for(ended, what="ended as twilio:completed")
+    await fleet.wait_idle()
+
+
+@pytest.mark.parametrize("status", ["completed", "canceled"])
+async def test_status_before_webhook_on_another_instance_rejects_the_call(
+    fleet: Fleet, status: str
+) -> None:
+    """The caller hangs up while the INVITE is in flight; Twilio tells instance b, OpenAI's
+    late webhook reaches instance a: a declines the call (issue 13, item 5)."""
+    a, b, _ = fleet.instances
+    parent, _, headers = twilio_legs()
+    answer = await twilio_post(
+        fleet, b, "/twilio/status", {"CallSid": parent, "CallStatus": status}
+    )
+    assert answer == {"status": "remembered"}
+    call_id, response = await fleet.fake.send_incoming_call(
+        a.webhook_url, TEST_WEBHOOK_SECRET, client=fleet.http, extra_headers=headers
+    )
+    assert response.status_code == 200, response.text
+    await wait_for(lambda: fleet.fake.requests_for(call_id, "reject"), what="reject")
+    assert fleet.fake.requests_for(call_id, "reject")[0].json == {"status_code": 603}
+    assert accepts(fleet.fake, call_id) == 0
+    await fleet.wait_idle()
+
+
 async def test_admin_hangup_on_another_instance_reaches_the_owner(fleet: Fleet) -> None:
     a, b, _ = fleet.instances
     call_id = await fleet.place_call(a)

@@ -147,7 +147,7 @@ async def test_child_leg_sid_and_dial_action(
     assert record.end_reason == "twilio:no-answer"
     assert fake_openai.hangup_observed(call_id)
     await assert_idle(server)
-    assert server.services.twilio.calls.alias_count == 0
+    assert server.services.manager.registry.call_sid_links() == 0  # both SIDs unlinked
 
 
 async def test_status_before_webhook_rejects_the_late_call(
@@ -220,7 +220,7 @@ async def test_registry_outage_refuses_without_forgetting_the_caller(
             server, "/twilio/dial-action", {"CallSid": CALL_SID, "DialCallStatus": "failed"}
         )
         assert action.status_code == 200 and "Hangup" in action.text
-    assert server.services.twilio.calls.statuses.get(CALL_SID) is None
+    assert await server.services.manager.registry.status_of(CALL_SID) is None
     retry = await post_twilio(server, "/twilio/status", status_params(CALL_SID, "failed"))
     assert retry.json() == {"status": "remembered"}
 

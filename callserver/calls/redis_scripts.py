@@ -13,7 +13,8 @@ Layout under the key prefix ``P``:
 - ``P live``: ZSET call-id -> lease expiry (ms, server time) of every call not yet ended.
 - ``P slots``: ZSET call-id -> lease expiry of every held concurrency slot;
   ``P slot_graph``: hash call-id -> graph; ``P gslots:<graph>``: ZSET per graph.
-- ``P sid:<CallSid>``: the call-id a Twilio CallSid maps to.
+- ``P sid:<CallSid>``: the call-id a Twilio CallSid maps to; ``P tstatus:<CallSid>``: a
+  terminal Twilio status remembered before the call existed (``calls/redis_sids.py``).
 """
 
 from __future__ import annotations
