@@ -35,6 +35,10 @@ class Settings(BaseModel):
     config_path: Path = Path("config")
     """The bundled directory: every graph in it plus its routes.yaml (relative to the cwd)."""
     max_concurrent_calls: Annotated[int, Field(ge=1)] = 100
+    """Per instance: what one process can carry. Over it a call is refused (SIP 486)."""
+    fleet_max_calls: Annotated[int, Field(ge=1)] | None = None
+    """All instances sharing ``REDIS_URL`` together: what the OpenAI account allows. None:
+    no fleet-wide cap (then the fleet takes up to instances x ``max_concurrent_calls``)."""
     ring_deadline_s: Annotated[float, Field(gt=0)] = 5.0
     """Time from webhook to a settled accept/reject, retries included."""
     max_call_duration_s: Annotated[float, Field(gt=0)] = 55 * 60
@@ -158,6 +162,7 @@ class Settings(BaseModel):
             "insecure_skip_signature": "CALLSERVER_INSECURE_SKIP_SIGNATURE",
             "config_path": "CALLSERVER_CONFIG",
             "max_concurrent_calls": "CALLSERVER_MAX_CALLS",
+            "fleet_max_calls": "CALLSERVER_FLEET_MAX_CALLS",
             "ring_deadline_s": "CALLSERVER_RING_DEADLINE",
             "max_call_duration_s": "CALLSERVER_MAX_CALL_DURATION",
             "drain_timeout_s": "CALLSERVER_DRAIN_TIMEOUT",

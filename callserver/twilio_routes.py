@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from callserver.calls.manager import CallManager, ConfigSource
 from callserver.calls.registry import RegistryUnavailable
+from callserver.calls.registry_factory import admission_cap
 from callserver.calls.twilio_calls import TwilioCalls, dial_refusal
 from callserver.graph.context import CallInfo
 from callserver.settings import Settings
@@ -78,7 +79,7 @@ def build_twilio(
         )
     if not sip_uri.startswith(("sip:", "sips:")) or len(sip_uri) > twiml.MAX_SIP_URI_CHARS:
         raise RuntimeError("CALLSERVER_SIP_URI must be a sip: or sips: URI under 1024 characters")
-    calls = TwilioCalls(manager=manager, config=config, max_calls=settings.max_concurrent_calls)
+    calls = TwilioCalls(manager=manager, config=config, max_calls=admission_cap(settings))
     calls.install()
     return TwilioService(
         calls=calls,

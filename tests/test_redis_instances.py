@@ -155,11 +155,11 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 async def fleet(
     fake: FakeOpenAI, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Fleet]:
-    """Three instances (a, b, c) with a global cap of 4 calls."""
+    """Three instances (a, b, c), each carrying at most 2 calls, 4 across the fleet."""
     prefix = f"cstest:{uuid.uuid4().hex[:12]}:"
     f = Fleet(fake, redis_url, prefix, tmp_path_factory.mktemp("fleet"))
     try:
-        await f.start(3, CALLSERVER_MAX_CALLS="4")
+        await f.start(3, CALLSERVER_MAX_CALLS="2", CALLSERVER_FLEET_MAX_CALLS="4")
         yield f
     finally:
         await f.aclose()
@@ -323,6 +323,23 @@ async def test_global_cap_holds_under_a_burst_across_instances(fleet: Fleet) -> 
     for call_id in accepted:
         await fake.wait_connected(call_id)
         await fake.caller_hangs_up(call_id)
+    await fleet.wait_idle()
+
+
+async def test_instance_cap_is_per_instance(fleet: Fleet) -> None:
+    """CALLSERVER_MAX_CALLS is what one process carries (issue 13, item 2): a full instance
+    refuses (486) while another still has room under the fleet cap."""
+    a, b, _ = fleet.instances
+    on_a = [await fleet.place_call(a) for _ in range(2)]
+    refused, response = await fleet.fake.send_incoming_call(
+        a.webhook_url, TEST_WEBHOOK_SECRET, client=fleet.http
+    )
+    assert response.status_code == 200, response.text
+    await wait_for(lambda: fleet.fake.requests_for(refused, "reject"), what="reject on a")
+    assert fleet.fake.requests_for(refused, "reject")[0].json == {"status_code": 486}
+    on_b = await fleet.place_call(b)  # 3 of the fleet's 4: accepted
+    for call_id in [*on_a, on_b]:
+        await fleet.fake.caller_hangs_up(call_id)
     await fleet.wait_idle()
 
 

@@ -33,7 +33,8 @@ from callserver.calls import redis_codec, redis_scripts
 from callserver.calls.records import CallRecord, CallState
 from callserver.calls.redis_client import run_op
 from callserver.calls.redis_sids import RedisCallSids
-from callserver.calls.registry import InMemoryRegistry, RegistryUnavailable
+from callserver.calls.redis_slots import RedisSlots
+from callserver.calls.registry import InMemoryRegistry, RegistryUnavailable, min_cap
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,9 @@ class RedisRegistry:
         client: Redis,
         *,
         instance_id: str,
-        max_calls: int,
+        max_calls: int | None,
         dedupe_ttl_s: float,
+        instance_max_calls: int | None = None,
         lease_s: float = 15.0,
         key_prefix: str = "callserver:",
         op_timeout_s: float = 1.0,
@@ -69,7 +71,6 @@ class RedisRegistry:
     ) -> None:
         self.client = client
         self.instance_id = instance_id
-        self.max_calls = max_calls
         self.lease_s = lease_s
         self.prefix = key_prefix
         self._dedupe_ms = max(int(dedupe_ttl_s * 1000), 1)
@@ -78,21 +79,29 @@ class RedisRegistry:
         self._ended_ttl = max(int(ended_ttl_s), 1)
         self._keep_ended = keep_ended
         self._owned: dict[str, CallRecord] = {}
-        self._slots: dict[str, str] = {}
         self._ended: collections.OrderedDict[str, CallRecord] = collections.OrderedDict()
         self._pending_finish: dict[str, tuple[CallRecord, list[str]]] = {}
-        self._pending_release: set[str] = set()
         self._lost: set[str] = set()
         self._fallback = (
-            InMemoryRegistry(max_calls=max_calls, dedupe_ttl_s=dedupe_ttl_s)
+            InMemoryRegistry(
+                max_calls=min_cap(max_calls, instance_max_calls), dedupe_ttl_s=dedupe_ttl_s
+            )
             if local_fallback
             else None
         )
         self.sids = RedisCallSids(
             client, self._key, self._op, sid_ttl_s=call_sid_ttl_s, fallback=self._fallback
         )
-        self._acquire = client.register_script(redis_scripts.ACQUIRE_SLOT)
-        self._release = client.register_script(redis_scripts.RELEASE_SLOT)
+        self.slots = RedisSlots(
+            client,
+            self._key,
+            self._op,
+            prefix=key_prefix,
+            lease_ms=self._lease_ms,
+            fleet_max=max_calls,
+            instance_max=instance_max_calls,
+            fallback=self._fallback,
+        )
         self._put = client.register_script(redis_scripts.PUT_RECORD)
         self._renew = client.register_script(redis_scripts.RENEW)
         self._claim_orphan = client.register_script(redis_scripts.CLAIM_ORPHAN)
@@ -142,46 +151,14 @@ class RedisRegistry:
         return bool(result)
 
     async def acquire_slot(self, call_id: str, graph: str, graph_limit: int | None) -> bool:
-        keys = [self._key("slots"), self._key("slot_graph"), self._key("gslots:", graph)]
-        args = [
-            call_id,
-            graph,
-            self.max_calls,
-            -1 if graph_limit is None else graph_limit,
-            self._lease_ms,
-            self.prefix,
-        ]
-        try:
-            ok = bool(await self._op("acquire slot", lambda: self._acquire(keys=keys, args=args)))
-        except RegistryUnavailable:
-            if self._fallback is None:
-                raise
-            ok = await self._fallback.acquire_slot(call_id, graph, graph_limit)
-        if ok:
-            self._slots[call_id] = graph
-        return ok
+        return await self.slots.acquire(call_id, graph, graph_limit)
 
     async def release_slot(self, call_id: str) -> None:
-        """Release a slot this instance holds; another instance's slot is never touched."""
-        if self._slots.pop(call_id, None) is None:
-            return
-        if self._fallback is not None:
-            await self._fallback.release_slot(call_id)
-        try:
-            await self._release_remote(call_id)
-        except RegistryUnavailable as exc:
-            log.warning("slot release deferred: %s", exc, extra={"call_id": call_id})
-            self._pending_release.add(call_id)
-
-    async def _release_remote(self, call_id: str) -> None:
-        keys = [self._key("slots"), self._key("slot_graph")]
-        await self._op(
-            "release slot", lambda: self._release(keys=keys, args=[call_id, self.prefix])
-        )
+        await self.slots.release(call_id)
 
     def slots_in_use(self) -> int:
         """Slots held by this instance (the global count is in Redis)."""
-        return len(self._slots)
+        return len(self.slots.held)
 
     # ---- records ---------------------------------------------------------------------------
 
@@ -345,7 +322,7 @@ class RedisRegistry:
                 record.state.value,
                 record.end_reason or "",
                 redis_codec.encode(record),
-                self._slots.get(call_id, ""),
+                self.slots.held.get(call_id, ""),
             ]
         keys = [self._live_key, self._key("slots"), self._key("slot_graph")]
         lost: list[str] = await self._op("renew leases", lambda: self._renew(keys=keys, args=args))
@@ -354,9 +331,7 @@ class RedisRegistry:
         return fresh
 
     async def _flush_pending(self) -> None:
-        for call_id in list(self._pending_release):
-            await self._release_remote(call_id)
-            self._pending_release.discard(call_id)
+        await self.slots.flush_pending()
         await self.sids.flush_pending()
         for call_id, (record, sids) in list(self._pending_finish.items()):
             await self._write_finished(record, sids)
@@ -399,7 +374,7 @@ class RedisRegistry:
             ended["data"] = data
         sids = [record.twilio_call_sid] if record and record.twilio_call_sid else []
         await self._write_ended(call_id, ended, sids)  # other links expire with their TTL
-        await self._release_remote(call_id)
+        await self.slots.release_remote(call_id)
 
     async def publish_request(self, owner: str, request: dict[str, str]) -> int:
         """Send a request to ``owner``'s channel; the number of subscribers that received it."""

@@ -28,7 +28,8 @@ ACQUIRE_SLOT = (
     _NOW
     + """
 -- KEYS: slots, slot_graph, gslots:<graph>
--- ARGV: call_id, graph, max_calls, graph_limit (-1 = none), lease_ms, prefix
+-- ARGV: call_id, graph, max_calls (fleet-wide, -1 = none), graph_limit (-1 = none),
+--       lease_ms, prefix
 local id = ARGV[1]
 local exp = now + tonumber(ARGV[5])
 if redis.call('ZSCORE', KEYS[1], id) then
@@ -44,7 +45,8 @@ for _, e in ipairs(expired) do
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+local cap = tonumber(ARGV[3])
+if cap >= 0 and redis.call('ZCARD', KEYS[1]) >= cap then return 0 end
 local limit = tonumber(ARGV[4])
 if limit >= 0 and redis.call('ZCARD', KEYS[3]) >= limit then return 0 end
 redis.call('ZADD', KEYS[1], exp, id)

@@ -8,6 +8,7 @@ without an ``await`` in between, so the event loop cannot interleave two of them
 from __future__ import annotations
 
 import collections
+import sys
 import time
 from typing import Protocol
 
@@ -68,6 +69,11 @@ class CallRegistry(Protocol):
 
     async def owner_of(self, call_id: str) -> str | None:
         """Instance id owning a live call (its lease current), or None."""
+
+
+def min_cap(*caps: int | None) -> int:
+    """The tightest of several call caps; None means "no cap" (all None: unbounded)."""
+    return min((cap for cap in caps if cap is not None), default=sys.maxsize)
 
 
 class _TTLSet:
