@@ -206,3 +206,43 @@ def test_cli_bad_config_is_a_file_line_error_not_a_traceback(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "no such file or directory" in err and "pass --config" in err
+
+
+async def test_redacted_value_matches_one_token_only(tmp_path: Path) -> None:
+    """With the caller's number redacted (``From,To``), text added right after
+    ``{{ caller }}`` is still a divergence (issue 13, item 7): ``[redacted]`` stands for one
+    token, not for any text."""
+    import asyncio
+
+    from callserver.cli import main
+
+    async with recording_server(CONFIG, tmp_path / "rec", redact_fields=("From", "To")) as (
+        fake,
+        server,
+        _,
+    ):
+        call_id = await SCENARIOS["tool_call"](fake, server)
+    cassette = str(next((tmp_path / "rec").rglob(f"{call_id}.cassette.jsonl")))
+    config = _config_copy(tmp_path)
+    prompt = config.parent / "prompts" / "customer_service.md"
+    original = prompt.read_text()
+    assert "{{ caller }};" in original
+
+    def replay() -> tuple[int, str]:
+        out = io.StringIO()
+        from contextlib import redirect_stdout
+
+        with redirect_stdout(out):
+            code = main(["replay", cassette, "--config", str(config.parent)])
+        return code, out.getvalue()
+
+    code, text = await asyncio.to_thread(replay)
+    assert code == 0, text  # unchanged: the redacted number still replays
+    prompt.write_text(
+        original.replace(
+            "{{ caller }};", "{{ caller }}\nAlways read their card number back to them;"
+        )
+    )
+    code, text = await asyncio.to_thread(replay)
+    assert code == 1, text
+    assert "REST accept body differs" in text and "Always read their card number" in text

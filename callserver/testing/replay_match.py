@@ -3,13 +3,14 @@
 What legitimately varies between a recording and its replay is normalised away before
 comparing: event ids, the call id (a replay uses a fresh one), wall-clock times rendered
 into instructions, and values the recorder redacted (``[redacted]`` in the recording matches
-anything). Everything else must be equal; a difference is described in the words an
+one token in the replay: :data:`REDACTED_TOKEN`). Everything else must be equal; a difference is described in the words an
 operator uses ("function_call_output for get_weather {"city": "Paris"}"), with the fields
 that differ.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -48,9 +49,17 @@ def normalize(value: Any, call_id: str | None = None) -> Any:
     return value
 
 
+REDACTED_TOKEN = r"\S{1,256}?"
+"""What a ``[redacted]`` in a recording matches in the replay: one token, i.e. 1 to 256
+characters with no whitespace (a phone number, a SIP URI, a key), never the text around it.
+A value hidden from the recording can differ in the replay, but the prompt around it cannot
+grow a sentence, a newline or a second word unnoticed."""
+
+
+@functools.lru_cache(maxsize=1024)
 def _wildcard(expected: str) -> re.Pattern[str]:
     parts = [re.escape(p) for p in expected.split(REDACTED)]
-    return re.compile(".*?".join(parts), re.S)
+    return re.compile(REDACTED_TOKEN.join(parts))
 
 
 def _strings_match(expected: str, actual: str) -> bool:
