@@ -246,3 +246,53 @@ async def test_redacted_value_matches_one_token_only(tmp_path: Path) -> None:
     code, text = await asyncio.to_thread(replay)
     assert code == 1, text
     assert "REST accept body differs" in text and "Always read their card number" in text
+
+
+def _replay_cli(config: Path, *cassettes: str) -> tuple[int, str, float]:
+    """``callserver replay`` through the CLI entry point: (exit code, stdout, seconds)."""
+    import contextlib
+    import time
+
+    from callserver.cli import main
+
+    out = io.StringIO()
+    started = time.monotonic()
+    with contextlib.redirect_stdout(out):
+        code = main(["replay", *cassettes, "--config", str(config)])
+    return code, out.getvalue(), time.monotonic() - started
+
+
+def test_reports_name_agents_tools_and_guardrails(tmp_path: Path) -> None:
+    """Replay reports say what changed in an operator's terms (issue 13, item 8): which
+    agent lost or gained which tool, and which guardrail no longer cancels, found in about
+    the time the recording shows rather than after the whole timeout."""
+    config = _config_copy(tmp_path)
+    text = config.read_text()
+    text = text.replace(
+        "tools: [get_weather, book_appointment, end_call]", "tools: [get_weather, end_call]"
+    )
+    text = text.replace(
+        "    handoffs: [customer_service]\n    tools: [end_call]\n",
+        "    handoffs: [customer_service]\n    tools: [end_call, get_weather]\n",
+        1,  # billing
+    )
+    config.write_text(text.replace("    output_guardrails: [no_passwords]\n", ""))
+
+    code, out, _ = _replay_cli(config, str(REPLAYS / "tool_call.cassette.jsonl"))
+    assert code == 1
+    assert "turn 0: agent Customer Service lost tool book_appointment" in out, out
+    assert "expected also" not in out
+
+    config.write_text(
+        config.read_text().replace(
+            "tools: [get_weather, end_call]", "tools: [get_weather, book_appointment, end_call]"
+        )
+    )
+    code, out, _ = _replay_cli(config, str(REPLAYS / "handoff_and_back.cassette.jsonl"))
+    assert code == 1
+    assert "turn 2: agent Billing Support gained tool get_weather" in out, out
+
+    code, out, seconds = _replay_cli(config, str(REPLAYS / "guardrail_trip.cassette.jsonl"))
+    assert code == 1
+    assert "guardrail no_passwords did not cut the response off: expected response.cancel" in out
+    assert seconds < 4.0, f"waited {seconds:.1f}s for a cancel the recording sent within ms"

@@ -202,7 +202,13 @@ class Replayer:
         if webhook is None:
             return ReplayResult(cassette.path, "error", message="cassette has no webhook line")
         call_id = new_call_id()
-        replay = CallReplay(cassette, call_id, timeout=self.timeout, settle=self.settle)
+        replay = CallReplay(
+            cassette,
+            call_id,
+            timeout=self.timeout,
+            settle=self.settle,
+            start_agent=self._start_agent(cassette.graph),
+        )
         self.fake.replays[call_id] = replay
         try:
             await self._run_call(replay, webhook.data["body"])
@@ -213,6 +219,13 @@ class Replayer:
             self.fake.replays.pop(call_id, None)
         status = "failed" if replay.failed else "passed"
         return ReplayResult(cassette.path, status, list(replay.divergences))
+
+    def _start_agent(self, graph: str | None) -> str | None:
+        """The name of the agent a graph starts with, for cassettes that name none."""
+        assert self.server is not None
+        spec = self.server.services.config.current.graphs.get(graph or "")
+        plan = spec.agents.get(spec.start) if spec is not None else None
+        return plan.name if plan is not None else None
 
     async def _run_call(self, replay: CallReplay, recorded_body: Any) -> None:
         assert self.server is not None
