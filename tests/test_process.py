@@ -186,7 +186,8 @@ async def test_post_call_event_survives_kill_9(fake_openai: FakeOpenAI, tmp_path
         call_id, _ = await fake_openai.send_incoming_call(
             f"http://127.0.0.1:{port}/webhooks/openai", TEST_WEBHOOK_SECRET
         )
-        await fake_openai.wait_connected(call_id)
+        conn = await fake_openai.wait_connected(call_id)
+        await conn.expect("session.update")  # attached: a drop now is the caller hanging up
         await fake_openai.caller_hangs_up(call_id)
 
         def queued() -> bool:
