@@ -71,7 +71,7 @@ class DrainingServer(uvicorn.Server):
         if self._drain_task is None:
             log.warning("signal %s: draining before shutdown (a second signal aborts)", name)
             loop.call_soon_threadsafe(self._start_drain)
-        elif self._abort_task is None:
+        elif self._abort_task is None and not self._drain_task.done():
             log.warning("second signal %s: hanging up live calls and exiting now", name)
             loop.call_soon_threadsafe(self._start_abort)
         else:
@@ -91,7 +91,8 @@ class DrainingServer(uvicorn.Server):
 
     def _start_abort(self) -> None:
         services = self._services()
-        if self._abort_task is None and services is not None:
+        drain = self._drain_task
+        if self._abort_task is None and services is not None and drain and not drain.done():
             self._abort_task = asyncio.get_running_loop().create_task(self._abort(services))
 
     async def _drain(self, services: Services) -> None:

@@ -447,6 +447,10 @@ class CallManager:
         if pending:
             log.error("abort: %d call(s) not ended in %.1fs", len(pending), timeout_s)
             await asyncio.wait(pending, timeout=ABORT_FINALIZE_S)
+            for task in pending:  # still not done: owned like any aux task from here
+                if not task.done():
+                    self._aux.add(task)
+                    task.add_done_callback(self._aux.discard)
         return not pending
 
     async def _stop_aux(self) -> None:
