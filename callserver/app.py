@@ -148,8 +148,9 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
     return Starlette(
         routes=[
             Route("/webhooks/openai", openai_webhook, methods=["POST"]),
-            Route("/twilio/voice", twilio_voice, methods=["POST"]),
-            Route("/twilio/status", twilio_status, methods=["POST"]),
+            # GET too: a number's webhooks may be set to HTTP GET (the dial action is ours).
+            Route("/twilio/voice", twilio_voice, methods=["GET", "POST"]),
+            Route("/twilio/status", twilio_status, methods=["GET", "POST"]),
             Route("/twilio/dial-action", twilio_dial_action, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),

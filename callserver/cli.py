@@ -16,6 +16,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from callserver import logs
     from callserver.config_holder import ConfigHolder
     from callserver.graph import ConfigError
+    from callserver.graph.commands import explain
     from callserver.serve import serve
     from callserver.settings import Settings, SettingsError
 
@@ -48,13 +49,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         holder = ConfigHolder.load(settings.config_path)
     except ConfigError as exc:
-        print(f"callserver: refusing to start, invalid config:\n{exc}", file=sys.stderr)
+        print(
+            f"callserver: refusing to start, invalid config:\n{explain(exc, settings.config_path)}",
+            file=sys.stderr,
+        )
         return 1
     except OSError as exc:
         print(f"callserver: cannot read config: {exc}", file=sys.stderr)
         return 1
-    serve(settings, holder, args.host, args.port)
-    return 0
+    return serve(settings, holder, args.host, args.port)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -16,6 +16,10 @@ import time
 from typing import Any
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_DROPPED = frozenset({"color_message"})
+"""uvicorn's second copy of some messages, with ANSI colour codes for its own console
+formatter: a log line carries one plain message."""
+_SKIPPED = _STANDARD | _DROPPED
 _SECRET_WORDS = ("secret", "signature", "authorization", "api_key", "token", "password")
 
 
@@ -88,7 +92,7 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _SKIPPED and not key.startswith("_"):
                 out[key] = _clean(key, value)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
@@ -100,7 +104,7 @@ class TextFormatter(logging.Formatter):
         extras = " ".join(
             f"{k}={_clean(k, v)}"
             for k, v in record.__dict__.items()
-            if k not in _STANDARD and not k.startswith("_")
+            if k not in _SKIPPED and not k.startswith("_")
         )
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         line = f"{stamp} {record.levelname:<7} {record.name}: {record.getMessage()}"

@@ -7,6 +7,7 @@ code receives plain values and never reads ``os.environ`` itself.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_KEY_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 
 
 class SettingsError(ValueError):
@@ -30,8 +32,13 @@ class Settings(BaseModel):
     webhook_secret: SecretStr | None = None
     insecure_skip_signature: bool = False
     """Development only: accept unsigned webhooks. Logged loudly at start-up."""
-    config_path: Path = Path("config/agents.yaml")
+    config_path: Path = Path("config")
+    """The bundled directory: every graph in it plus its routes.yaml (relative to the cwd)."""
     max_concurrent_calls: Annotated[int, Field(ge=1)] = 100
+    """Per instance: what one process can carry. Over it a call is refused (SIP 486)."""
+    fleet_max_calls: Annotated[int, Field(ge=1)] | None = None
+    """All instances sharing ``REDIS_URL`` together: what the OpenAI account allows. None:
+    no fleet-wide cap (then the fleet takes up to instances x ``max_concurrent_calls``)."""
     ring_deadline_s: Annotated[float, Field(gt=0)] = 5.0
     """Time from webhook to a settled accept/reject, retries included."""
     max_call_duration_s: Annotated[float, Field(gt=0)] = 55 * 60
@@ -44,6 +51,10 @@ class Settings(BaseModel):
     tracing_enabled: bool = False
     """Export agents-SDK traces to OpenAI. Off by default: call content is sensitive."""
     twilio_auth_token: SecretStr | None = None
+    twilio_shared_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    """Twilio SharedKey secrets by key id, for webhooks whose Webhook Setting signs with a
+    SharedKey (``X-Twilio-Webhooks-Signature-Settings: key=<id>,...``); two during a key
+    rotation. Environment: ``<id>=<secret>[,<id>=<secret>]``."""
     public_base_url: str | None = None
     """Public URL of this service as Twilio calls it (e.g. https://calls.example.com); Twilio
     signs the URL it requested, so signature checks need it behind a proxy."""
@@ -89,6 +100,22 @@ class Settings(BaseModel):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("twilio_shared_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        keys: dict[str, str] = {}
+        for n, part in enumerate(p.strip() for p in value.split(",")):
+            key_id, sep, secret = part.partition("=")
+            if not part:
+                continue
+            if not sep or not secret.strip() or not _KEY_ID_RE.match(key_id.strip()):
+                # Never echo the part: it holds a secret.
+                raise ValueError(f"entry {n + 1} is not <key id>=<secret>")
+            keys[key_id.strip()] = secret.strip()
+        return keys
+
     @field_validator("postcall_urls", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:
@@ -122,12 +149,14 @@ class Settings(BaseModel):
             "insecure_skip_signature": "CALLSERVER_INSECURE_SKIP_SIGNATURE",
             "config_path": "CALLSERVER_CONFIG",
             "max_concurrent_calls": "CALLSERVER_MAX_CALLS",
+            "fleet_max_calls": "CALLSERVER_FLEET_MAX_CALLS",
             "ring_deadline_s": "CALLSERVER_RING_DEADLINE",
             "max_call_duration_s": "CALLSERVER_MAX_CALL_DURATION",
             "drain_timeout_s": "CALLSERVER_DRAIN_TIMEOUT",
             "http_timeout_s": "CALLSERVER_HTTP_TIMEOUT",
             "tracing_enabled": "CALLSERVER_TRACING",
             "twilio_auth_token": "TWILIO_AUTH_TOKEN",
+            "twilio_shared_keys": "TWILIO_SHARED_KEYS",
             "public_base_url": "CALLSERVER_PUBLIC_URL",
             "trust_proxy": "CALLSERVER_TRUST_PROXY",
             "twilio_reject_say": "CALLSERVER_TWILIO_REJECT_SAY",

@@ -17,7 +17,8 @@ from starlette.responses import JSONResponse, Response
 
 from callserver.calls.manager import CallManager, ConfigSource
 from callserver.calls.registry import RegistryUnavailable
-from callserver.calls.twilio_calls import TwilioCalls
+from callserver.calls.registry_factory import admission_cap
+from callserver.calls.twilio_calls import TwilioCalls, dial_refusal
 from callserver.graph.context import CallInfo
 from callserver.settings import Settings
 from callserver.webhooks import twiml
@@ -78,11 +79,14 @@ def build_twilio(
         )
     if not sip_uri.startswith(("sip:", "sips:")) or len(sip_uri) > twiml.MAX_SIP_URI_CHARS:
         raise RuntimeError("CALLSERVER_SIP_URI must be a sip: or sips: URI under 1024 characters")
-    calls = TwilioCalls(manager=manager, config=config, max_calls=settings.max_concurrent_calls)
+    calls = TwilioCalls(manager=manager, config=config, max_calls=admission_cap(settings))
     calls.install()
     return TwilioService(
         calls=calls,
-        signature=TwilioSignature(settings.twilio_auth_token.get_secret_value()),
+        signature=TwilioSignature(
+            settings.twilio_auth_token.get_secret_value(),
+            {key: secret.get_secret_value() for key, secret in settings.twilio_shared_keys.items()},
+        ),
         sip_uri=sip_uri,
         public_base_url=settings.public_base_url,
         trust_proxy=settings.trust_proxy,
@@ -189,8 +193,9 @@ async def twilio_status(request: Request) -> Response:
 
 
 async def twilio_dial_action(request: Request) -> Response:
-    """The ``<Dial>`` is over (the agent leg ended or never connected): end our side and
-    hang up the caller's leg."""
+    """The ``<Dial>`` is over: end our side; then hang up the caller's leg, or, when the
+    agent leg never connected (OpenAI refused it), answer the same refusal as a call
+    refused at the voice webhook (``CALLSERVER_TWILIO_REJECT_SAY``, else busy)."""
     service = _twilio(request)
     if service is None:
         return _error(404, _NOT_CONFIGURED)
@@ -199,10 +204,19 @@ async def twilio_dial_action(request: Request) -> Response:
         action = DialAction.from_form(form)
     except WebhookError as exc:
         return _refused(exc, DIAL_ACTION_PATH)
+    outcome: str | None = None
     try:
-        await service.calls.on_status(action.sids, action.dial_status, final=True)
+        outcome = await service.calls.on_status(action.sids, action.dial_status, final=True)
     except RegistryUnavailable:
         log.error(
             "twilio dial action: call registry unavailable", extra={"call_sid": action.call_sid}
         )
+    refusal = dial_refusal(action.dial_status, action.sip_response_code, outcome)
+    if refusal is not None:
+        log.info(
+            "twilio call refused at the SIP leg: %s",
+            action.dial_status,
+            extra={"call_sid": action.call_sid, "sip_code": action.sip_response_code},
+        )
+        return _xml(twiml.reject(refusal, say=service.reject_say))
     return _xml(twiml.hangup())  # the caller's leg ends either way

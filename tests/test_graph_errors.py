@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from callserver.graph import ConfigError, load_config
+from tests.conftest import ROOT
 
 BASE = """\
 start: front
@@ -212,7 +213,7 @@ agents:
     (
         "duplicate key",
         BASE + "  front:\n    instructions: again\n",
-        "g.yaml:5 front: duplicate key (first at line 3)",
+        "g.yaml:5 agents.front: duplicate key (first at line 3)",
     ),
     (
         "yaml syntax",
@@ -388,3 +389,37 @@ def test_duplicate_graph_names(tmp_path: Path) -> None:
     (tmp_path / "routes.yaml").write_text("default: same\n")
     with pytest.raises(ConfigError, match=r"b.yaml:1 name: graph 'same' is also defined in"):
         load_config(tmp_path)
+
+
+def test_check_reports_yaml_mistakes_where_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``callserver check`` on the bundled directory with one broken graph file (issue 13,
+    item 9): a missing colon is reported on its own line, routes.yaml is not blamed for the
+    broken file's graph, and a duplicate key is named by its path."""
+    import shutil
+
+    from callserver.cli import main
+
+    config = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config)
+    orders = config / "orders.yaml"
+    text = orders.read_text()
+    line = text.splitlines().index("start: orders_desk") + 1
+    orders.write_text(text.replace("start: orders_desk", "start orders_desk"))
+    reception = config / "reception.yaml"
+    text = reception.read_text()
+    assert "    instructions: |" in text
+    reception.write_text(
+        text.replace("    instructions: |", "    name: Again\n    instructions: |", 1)
+    )
+    dup_line = reception.read_text().splitlines().index("    name: Again") + 1
+    assert main(["check", str(config)]) == 1
+    out = capsys.readouterr().out.replace(str(config) + "/", "")
+    errors = out.splitlines()[:-1]
+    assert len(errors) == 2, out
+    assert errors[0].startswith(f"orders.yaml:{line} (yaml): invalid YAML: could not find"), out
+    expected = f"reception.yaml:{dup_line} agents.receptionist.name: duplicate key (first at line"
+    assert errors[1].startswith(expected), out
+    assert "routes.yaml" not in out
+    assert out.splitlines()[-1] == f"2 errors in {config}"

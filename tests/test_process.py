@@ -186,7 +186,8 @@ async def test_post_call_event_survives_kill_9(fake_openai: FakeOpenAI, tmp_path
         call_id, _ = await fake_openai.send_incoming_call(
             f"http://127.0.0.1:{port}/webhooks/openai", TEST_WEBHOOK_SECRET
         )
-        await fake_openai.wait_connected(call_id)
+        conn = await fake_openai.wait_connected(call_id)
+        await conn.expect("session.update")  # attached: a drop now is the caller hanging up
         await fake_openai.caller_hangs_up(call_id)
 
         def queued() -> bool:
@@ -216,5 +217,55 @@ async def test_post_call_event_survives_kill_9(fake_openai: FakeOpenAI, tmp_path
         assert event["data"]["end_reason"] == "caller_hangup"
     finally:
         httpserver.stop()
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), timeout=15)
+
+
+async def test_json_logs_are_plain_json_lines(fake_openai: FakeOpenAI) -> None:
+    """Every line on stderr is one JSON object with one message: no uvicorn
+    ``color_message`` and no ANSI escape codes (issue 13, item 10)."""
+    import json
+
+    port = free_port()
+    proc = await start_service(service_env(fake_openai), port)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), timeout=15) == 0
+        _, stderr = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = stderr.decode()
+    assert "\x1b" not in text and "\\u001b" not in text
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    assert any(line["msg"].startswith("Started server process") for line in lines), lines
+    for line in lines:
+        assert "color_message" not in line, line
+        assert isinstance(line["msg"], str)
+
+
+async def test_default_config_is_the_bundled_directory_with_its_routes(
+    fake_openai: FakeOpenAI,
+) -> None:
+    """``callserver serve`` in the project folder, CALLSERVER_CONFIG unset: every bundled
+    graph loads and config/routes.yaml routes by the number dialed (issue 13, item 3)."""
+    env = service_env(fake_openai)
+    del env["CALLSERVER_CONFIG"]
+    port = free_port()
+    proc = await start_service(env, port)
+    url = f"http://127.0.0.1:{port}/webhooks/openai"
+    try:
+        calls = [
+            (await fake_openai.send_incoming_call(url, TEST_WEBHOOK_SECRET, to=number))[0]
+            for number in ("+18005550100", "+18005559999")
+        ]
+        orders, other = calls
+        for call_id in calls:
+            await fake_openai.wait_connected(call_id)
+        accepted = {c: fake_openai.requests_for(c, "accept")[0].json["instructions"] for c in calls}
+        assert "status of their orders" in accepted[orders]
+        assert "main customer service agent" in accepted[other]
+    finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), timeout=15)

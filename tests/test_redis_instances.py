@@ -155,11 +155,11 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 async def fleet(
     fake: FakeOpenAI, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Fleet]:
-    """Three instances (a, b, c) with a global cap of 4 calls."""
+    """Three instances (a, b, c), each carrying at most 2 calls, 4 across the fleet."""
     prefix = f"cstest:{uuid.uuid4().hex[:12]}:"
     f = Fleet(fake, redis_url, prefix, tmp_path_factory.mktemp("fleet"))
     try:
-        await f.start(3, CALLSERVER_MAX_CALLS="4")
+        await f.start(3, CALLSERVER_MAX_CALLS="2", CALLSERVER_FLEET_MAX_CALLS="4")
         yield f
     finally:
         await f.aclose()
@@ -224,6 +224,64 @@ async def test_status_callback_on_another_instance_ends_the_call(fleet: Fleet) -
     assert len(fleet.fake.requests_for(call_id, "hangup")) == 1
 
 
+async def twilio_post(fleet: Fleet, instance: Instance, path: str, form: dict[str, str]) -> Any:
+    """A signed Twilio form webhook, as Twilio sends it to the public URL."""
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(PUBLIC + path, form)
+    response = await fleet.http.post(
+        instance.url + path, data=form, headers={"X-Twilio-Signature": signature}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def twilio_legs() -> tuple[str, str, list[tuple[str, str]]]:
+    """(the number's CallSid, the <Dial> leg's, the INVITE's headers naming both)."""
+    parent, child = "CA" + uuid.uuid4().hex, "CA" + uuid.uuid4().hex
+    return parent, child, [("X-Callserver-CallSid", parent), ("X-Twilio-CallSid", child)]
+
+
+async def test_number_status_on_another_instance_ends_the_call(fleet: Fleet) -> None:
+    """The number's own status callback names the caller's CallSid (our
+    X-Callserver-CallSid), not the SIP leg's: the link is shared (issue 13, item 5)."""
+    a, b, _ = fleet.instances
+    parent, _, headers = twilio_legs()
+    call_id = await fleet.place_call(a, extra_headers=headers)
+    answer = await twilio_post(
+        fleet, b, "/twilio/status", {"CallSid": parent, "CallStatus": "completed"}
+    )
+    assert answer == {"status": "ended"}
+    await wait_for(lambda: fleet.fake.hangup_observed(call_id), what="hangup at OpenAI")
+
+    async def ended() -> bool:
+        record = (await fleet.admin(a, "GET", f"/admin/calls/{call_id}")).json()
+        return record.get("end_reason") == "twilio:completed"
+
+    await wait_for(ended, what="ended as twilio:completed")
+    await fleet.wait_idle()
+
+
+@pytest.mark.parametrize("status", ["completed", "canceled"])
+async def test_status_before_webhook_on_another_instance_rejects_the_call(
+    fleet: Fleet, status: str
+) -> None:
+    """The caller hangs up while the INVITE is in flight; Twilio tells instance b, OpenAI's
+    late webhook reaches instance a: a declines the call (issue 13, item 5)."""
+    a, b, _ = fleet.instances
+    parent, _, headers = twilio_legs()
+    answer = await twilio_post(
+        fleet, b, "/twilio/status", {"CallSid": parent, "CallStatus": status}
+    )
+    assert answer == {"status": "remembered"}
+    call_id, response = await fleet.fake.send_incoming_call(
+        a.webhook_url, TEST_WEBHOOK_SECRET, client=fleet.http, extra_headers=headers
+    )
+    assert response.status_code == 200, response.text
+    await wait_for(lambda: fleet.fake.requests_for(call_id, "reject"), what="reject")
+    assert fleet.fake.requests_for(call_id, "reject")[0].json == {"status_code": 603}
+    assert accepts(fleet.fake, call_id) == 0
+    await fleet.wait_idle()
+
+
 async def test_admin_hangup_on_another_instance_reaches_the_owner(fleet: Fleet) -> None:
     a, b, _ = fleet.instances
     call_id = await fleet.place_call(a)
@@ -265,6 +323,23 @@ async def test_global_cap_holds_under_a_burst_across_instances(fleet: Fleet) -> 
     for call_id in accepted:
         await fake.wait_connected(call_id)
         await fake.caller_hangs_up(call_id)
+    await fleet.wait_idle()
+
+
+async def test_instance_cap_is_per_instance(fleet: Fleet) -> None:
+    """CALLSERVER_MAX_CALLS is what one process carries (issue 13, item 2): a full instance
+    refuses (486) while another still has room under the fleet cap."""
+    a, b, _ = fleet.instances
+    on_a = [await fleet.place_call(a) for _ in range(2)]
+    refused, response = await fleet.fake.send_incoming_call(
+        a.webhook_url, TEST_WEBHOOK_SECRET, client=fleet.http
+    )
+    assert response.status_code == 200, response.text
+    await wait_for(lambda: fleet.fake.requests_for(refused, "reject"), what="reject on a")
+    assert fleet.fake.requests_for(refused, "reject")[0].json == {"status_code": 486}
+    on_b = await fleet.place_call(b)  # 3 of the fleet's 4: accepted
+    for call_id in [*on_a, on_b]:
+        await fleet.fake.caller_hangs_up(call_id)
     await fleet.wait_idle()
 
 

@@ -75,6 +75,20 @@ async def test_global_and_graph_caps_hold_under_a_burst(make_reg: MakeRegistry) 
     assert again.count(True) == 1
 
 
+async def test_instance_cap_under_a_burst_and_fleet_cap_across(make_reg: MakeRegistry) -> None:
+    """Each instance's own cap holds against concurrent acquires; the fleet cap (None here
+    for one of them) is counted in Redis."""
+    a = make_reg("a", max_calls=5, instance_max_calls=2)
+    b = make_reg("b", max_calls=5, instance_max_calls=None)
+    on_a = await asyncio.gather(*(a.acquire_slot(f"a{n}", "main", None) for n in range(10)))
+    assert on_a.count(True) == 2 and a.slots_in_use() == 2
+    on_b = await asyncio.gather(*(b.acquire_slot(f"b{n}", "main", None) for n in range(10)))
+    assert on_b.count(True) == 3  # the fleet's 5, less a's 2
+    unbounded = make_reg("c", max_calls=None, instance_max_calls=1)
+    assert await unbounded.acquire_slot("c0", "main", None) is True
+    assert await unbounded.acquire_slot("c1", "main", None) is False
+
+
 async def test_per_graph_cap(make_reg: MakeRegistry) -> None:
     registries = [make_reg(f"i{n}", max_calls=50) for n in range(3)]
     results = await asyncio.gather(

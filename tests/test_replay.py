@@ -179,3 +179,120 @@ async def test_round_trip_with_redacted_caller_and_accept_retry(tmp_path: Path) 
         statuses = [r.status for r in replayer.fake.requests if r.action == "accept"]
     assert result.passed, result.report()
     assert statuses == [500, 200]
+
+
+def test_cli_bad_config_is_a_file_line_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``callserver replay`` reports config errors like ``serve`` and ``check`` (issue 13,
+    item 6): file:line key: problem, exit 1."""
+    from callserver.cli import main
+
+    config = _config_copy(tmp_path)
+    config.write_text(config.read_text().replace("- agent: billing", "- agent: biling"))
+    cassette = str(REPLAYS / "tool_call.cassette.jsonl")
+    assert main(["replay", cassette, "--config", str(config.parent)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"{config}:38 agents.customer_service.handoffs[0]: no agent named 'biling'" in err
+    assert "1 error in" in err
+
+    # Outside the project folder, with no --config: the default is not there.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("CALLSERVER_CONFIG", raising=False)
+    assert main(["replay", cassette]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "no such file or directory" in err and "pass --config" in err
+
+
+async def test_redacted_value_matches_one_token_only(tmp_path: Path) -> None:
+    """With the caller's number redacted (``From,To``), text added right after
+    ``{{ caller }}`` is still a divergence (issue 13, item 7): ``[redacted]`` stands for one
+    token, not for any text."""
+    import asyncio
+
+    from callserver.cli import main
+
+    async with recording_server(CONFIG, tmp_path / "rec", redact_fields=("From", "To")) as (
+        fake,
+        server,
+        _,
+    ):
+        call_id = await SCENARIOS["tool_call"](fake, server)
+    cassette = str(next((tmp_path / "rec").rglob(f"{call_id}.cassette.jsonl")))
+    config = _config_copy(tmp_path)
+    prompt = config.parent / "prompts" / "customer_service.md"
+    original = prompt.read_text()
+    assert "{{ caller }};" in original
+
+    def replay() -> tuple[int, str]:
+        out = io.StringIO()
+        from contextlib import redirect_stdout
+
+        with redirect_stdout(out):
+            code = main(["replay", cassette, "--config", str(config.parent)])
+        return code, out.getvalue()
+
+    code, text = await asyncio.to_thread(replay)
+    assert code == 0, text  # unchanged: the redacted number still replays
+    prompt.write_text(
+        original.replace(
+            "{{ caller }};", "{{ caller }}\nAlways read their card number back to them;"
+        )
+    )
+    code, text = await asyncio.to_thread(replay)
+    assert code == 1, text
+    assert "REST accept body differs" in text and "Always read their card number" in text
+
+
+def _replay_cli(config: Path, *cassettes: str) -> tuple[int, str, float]:
+    """``callserver replay`` through the CLI entry point: (exit code, stdout, seconds)."""
+    import contextlib
+    import time
+
+    from callserver.cli import main
+
+    out = io.StringIO()
+    started = time.monotonic()
+    with contextlib.redirect_stdout(out):
+        code = main(["replay", *cassettes, "--config", str(config)])
+    return code, out.getvalue(), time.monotonic() - started
+
+
+def test_reports_name_agents_tools_and_guardrails(tmp_path: Path) -> None:
+    """Replay reports say what changed in an operator's terms (issue 13, item 8): which
+    agent lost or gained which tool, and which guardrail no longer cancels, found in about
+    the time the recording shows rather than after the whole timeout."""
+    config = _config_copy(tmp_path)
+    text = config.read_text()
+    text = text.replace(
+        "tools: [get_weather, book_appointment, end_call]", "tools: [get_weather, end_call]"
+    )
+    text = text.replace(
+        "    handoffs: [customer_service]\n    tools: [end_call]\n",
+        "    handoffs: [customer_service]\n    tools: [end_call, get_weather]\n",
+        1,  # billing
+    )
+    config.write_text(text.replace("    output_guardrails: [no_passwords]\n", ""))
+
+    code, out, _ = _replay_cli(config, str(REPLAYS / "tool_call.cassette.jsonl"))
+    assert code == 1
+    assert "turn 0: agent Customer Service lost tool book_appointment" in out, out
+    assert "expected also" not in out
+
+    config.write_text(
+        config.read_text().replace(
+            "tools: [get_weather, end_call]", "tools: [get_weather, book_appointment, end_call]"
+        )
+    )
+    code, out, _ = _replay_cli(config, str(REPLAYS / "handoff_and_back.cassette.jsonl"))
+    assert code == 1
+    assert "turn 2: agent Billing Support gained tool get_weather" in out, out
+
+    code, out, seconds = _replay_cli(config, str(REPLAYS / "guardrail_trip.cassette.jsonl"))
+    assert code == 1
+    assert "guardrail no_passwords did not cut the response off: expected response.cancel" in out
+    assert seconds < 4.0, f"waited {seconds:.1f}s for a cancel the recording sent within ms"

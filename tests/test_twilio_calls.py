@@ -147,7 +147,7 @@ async def test_child_leg_sid_and_dial_action(
     assert record.end_reason == "twilio:no-answer"
     assert fake_openai.hangup_observed(call_id)
     await assert_idle(server)
-    assert server.services.twilio.calls.alias_count == 0
+    assert server.services.manager.registry.call_sid_links() == 0  # both SIDs unlinked
 
 
 async def test_status_before_webhook_rejects_the_late_call(
@@ -220,6 +220,56 @@ async def test_registry_outage_refuses_without_forgetting_the_caller(
             server, "/twilio/dial-action", {"CallSid": CALL_SID, "DialCallStatus": "failed"}
         )
         assert action.status_code == 200 and "Hangup" in action.text
-    assert server.services.twilio.calls.statuses.get(CALL_SID) is None
+    assert await server.services.manager.registry.status_of(CALL_SID) is None
     retry = await post_twilio(server, "/twilio/status", status_params(CALL_SID, "failed"))
     assert retry.json() == {"status": "remembered"}
+
+
+@pytest.mark.parametrize("say", [None, "All our agents are busy. Please call again later."])
+async def test_caller_refused_at_the_sip_leg_hears_the_refusal(
+    start_callserver: Any, fake_openai: FakeOpenAI, say: str | None
+) -> None:
+    """Two callers at the same instant with room for one (issue 13, item 4): both get
+    ``<Dial>``, OpenAI's leg of the second is refused 486, and the ``<Dial action>`` answers
+    the refusal a caller refused at the voice webhook hears (the message, or busy)."""
+    import asyncio
+    import xml.etree.ElementTree as ET
+
+    server = await start_callserver(
+        CONFIG_DIR, **twilio_settings(max_concurrent_calls=1, twilio_reject_say=say)
+    )
+    sids = [CALL_SID, "CA" + "1" * 32]
+    answers = await asyncio.gather(
+        *(post_twilio(server, "/twilio/voice", voice_params(sid)) for sid in sids)
+    )
+    dialed = [parse_dial(answer)[3] for answer in answers]  # both dial: nothing live yet
+    first = await openai_rings(
+        server, fake_openai, [*dialed[0].items(), ("X-Twilio-CallSid", "CA" + "2" * 32)]
+    )
+    await fake_openai.wait_connected(first)
+    second = await openai_rings(
+        server, fake_openai, [*dialed[1].items(), ("X-Twilio-CallSid", "CA" + "3" * 32)]
+    )
+    assert (await ended_record(server, second)).end_reason == "rejected:capacity"
+    assert fake_openai.requests_for(second, "reject")[0].json == {"status_code": 486}
+
+    action = await post_twilio(
+        server,
+        "/twilio/dial-action",
+        {
+            "CallSid": sids[1],
+            "DialCallSid": "CA" + "3" * 32,
+            "DialCallStatus": "busy",
+            "DialSipResponseCode": "486",
+            "CallStatus": "ringing",
+        },
+    )
+    assert action.status_code == 200
+    root = ET.fromstring(action.text)
+    if say is None:
+        assert [(c.tag, c.get("reason")) for c in root] == [("Reject", "busy")], action.text
+    else:
+        assert [c.tag for c in root] == ["Say", "Hangup"], action.text
+        assert root[0].text == say
+    assert server.services.manager.active_count == 1  # the first caller is unaffected
+    assert not fake_openai.hangup_observed(first)

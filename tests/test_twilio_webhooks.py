@@ -455,3 +455,79 @@ async def test_reject_with_configured_message(
     root = ET.fromstring(response.text)
     assert [child.tag for child in root] == ["Say", "Hangup"]
     assert root[0].text == "We are closed. Please call again tomorrow."
+
+
+async def test_voice_url_configured_for_get(start_callserver: Any, fake_openai: FakeOpenAI) -> None:
+    """A number whose voice (and status) webhook is set to HTTP GET (issue 13, item 11):
+    the fields ride in the query string and Twilio signs the URL alone."""
+    from urllib.parse import urlencode
+
+    server = await start_callserver(CONFIG_DIR, **twilio_settings())
+    query = urlencode(voice_params())
+    signature = RequestValidator(TOKEN).compute_signature(f"{PUBLIC}/twilio/voice?{query}", {})
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(
+            f"{server.url}/twilio/voice?{query}", headers={"X-Twilio-Signature": signature}
+        )
+        _, _, base, headers = parse_dial(response)
+        assert base == SIP_BASE and headers["X-Callserver-CallSid"] == CALL_SID
+        status = urlencode({"CallSid": CALL_SID, "CallStatus": "canceled"})
+        signed = RequestValidator(TOKEN).compute_signature(f"{PUBLIC}/twilio/status?{status}", {})
+        answer = await client.get(
+            f"{server.url}/twilio/status?{status}", headers={"X-Twilio-Signature": signed}
+        )
+        assert answer.status_code == 200 and answer.json() == {"status": "remembered"}
+        tampered = await client.get(
+            f"{server.url}/twilio/voice?{query.replace('ringing', 'queued')}",
+            headers={"X-Twilio-Signature": signature},
+        )
+        assert tampered.status_code == 403 and "does not match" in tampered.json()["error"]
+    assert_nothing_started(server, fake_openai)
+
+
+async def test_shared_key_signed_webhooks(start_callserver: Any, fake_openai: FakeOpenAI) -> None:
+    """Twilio's SharedKey signature setting (issue 13, item 11): the named key's secret and
+    algorithm verify it; an unknown key or algorithm is refused with a message that says
+    what to configure."""
+    secret, key_id = "shared-key-secret-for-tests", "webhooks_sharedkey_01TESTKEY"
+    from_env = Settings.from_env({"TWILIO_SHARED_KEYS": f"{key_id}={secret}"})
+    assert from_env.twilio_shared_keys[key_id].get_secret_value() == secret
+    server = await start_callserver(
+        CONFIG_DIR, **twilio_settings(twilio_shared_keys={key_id: secret})
+    )
+    params = voice_params()
+    url = PUBLIC + "/twilio/voice"
+    sha256 = RequestValidator(secret).compute_signature(url, params, "HMAC_SHA256")
+    setting = f"key={key_id},algorithm=HMAC_SHA256"
+    response = await post_twilio(
+        server,
+        "/twilio/voice",
+        params,
+        signature=sha256,
+        headers={"X-Twilio-Webhooks-Signature-Settings": setting},
+    )
+    parse_dial(response)
+
+    unknown = await post_twilio(
+        server,
+        "/twilio/voice",
+        params,
+        signature=sha256,
+        headers={
+            "X-Twilio-Webhooks-Signature-Settings": "key=webhooks_sharedkey_OTHER,"
+            "algorithm=HMAC_SHA256"
+        },
+    )
+    assert unknown.status_code == 403
+    error = unknown.json()["error"]
+    assert "webhooks_sharedkey_OTHER" in error and "TWILIO_SHARED_KEYS" in error
+    assert secret not in unknown.text
+    md5 = await post_twilio(
+        server,
+        "/twilio/voice",
+        params,
+        signature=sha256,
+        headers={"X-Twilio-Webhooks-Signature-Settings": f"key={key_id},algorithm=HMAC_MD5"},
+    )
+    assert md5.status_code == 403 and "HMAC_MD5" in md5.json()["error"]
+    assert "HMAC_SHA256" in md5.json()["error"]

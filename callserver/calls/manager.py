@@ -42,6 +42,8 @@ SIP_DECLINE = 603
 SIP_UNAVAILABLE = 503
 HANGUP_TIMEOUT_S = 5.0
 TASK_STOP_TIMEOUT_S = 5.0
+ABORT_FINALIZE_S = 2.0
+"""After an abort's bound: how long a cancelled end may take to write its record."""
 
 
 class ConfigSource(Protocol):
@@ -98,6 +100,8 @@ class CallManager:
         self._drain_task: asyncio.Task[None] | None = None
         self._stopping = threading.Event()
         """Set at shutdown: post-call jobs in worker threads stop at their next step."""
+        self.aborting = False
+        """Set by :meth:`abort` (a second shutdown signal): drains stop waiting for calls."""
         self._recordings = CallRecordings(recorder_factory)
         self.coordinator: Coordinator | None = None
         """Set when calls are shared with other instances (Redis): routes ends to owners."""
@@ -522,6 +526,8 @@ class CallManager:
     async def drain(self, timeout_s: float) -> None:
         """Stop taking calls, let live ones finish for ``timeout_s``, then hang them up."""
         self.begin_drain()
+        if self.aborting:
+            timeout_s = 0.0
         if self._drain_task is not None:
             await asyncio.wait({self._drain_task}, timeout=timeout_s + TASK_STOP_TIMEOUT_S)
             if not self._drain_task.done():
@@ -534,6 +540,8 @@ class CallManager:
         """Let live calls finish for ``timeout_s``, then hang up the rest."""
         if self._tasks and timeout_s > 0:
             await asyncio.wait(list(self._tasks.values()), timeout=timeout_s)
+        if self.aborting:
+            return  # abort() ends the calls, within its own bound
         remaining = list(self._tasks)
         if remaining:
             log.warning("drain timeout: hanging up %d call(s)", len(remaining))
@@ -541,6 +549,34 @@ class CallManager:
                 *(self.end(call_id, "shutdown", hangup=True) for call_id in remaining),
                 return_exceptions=True,
             )
+
+    async def abort(self, timeout_s: float) -> bool:
+        """End every live call now (a second shutdown signal): no more waiting for calls.
+
+        Each call goes through :meth:`end` (hang up at OpenAI, record finalised, post-call
+        event handed to the outbox). Ends still running after ``timeout_s`` are cancelled:
+        cancelling one stops its wait for OpenAI but still finalises the record. Returns
+        True if every call was ended within the bound.
+        """
+        self.begin_drain()
+        self.aborting = True
+        ends = [
+            asyncio.create_task(self.end(call_id, "shutdown", hangup=True), name=f"abort:{call_id}")
+            for call_id in list(self._tasks)
+        ]
+        if not ends:
+            return True
+        _, pending = await asyncio.wait(ends, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.error("abort: %d call(s) not ended in %.1fs", len(pending), timeout_s)
+            await asyncio.wait(pending, timeout=ABORT_FINALIZE_S)
+            for task in pending:  # still not done: owned like any aux task from here
+                if not task.done():
+                    self._aux.add(task)
+                    task.add_done_callback(self._aux.discard)
+        return not pending
 
     async def _stop_aux(self) -> None:
         self._stopping.set()

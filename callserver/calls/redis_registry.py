@@ -32,7 +32,9 @@ from redis.asyncio import Redis
 from callserver.calls import redis_codec, redis_scripts
 from callserver.calls.records import CallRecord, CallState
 from callserver.calls.redis_client import run_op
-from callserver.calls.registry import InMemoryRegistry, RegistryUnavailable
+from callserver.calls.redis_sids import RedisCallSids
+from callserver.calls.redis_slots import RedisSlots
+from callserver.calls.registry import InMemoryRegistry, RegistryUnavailable, min_cap
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +58,9 @@ class RedisRegistry:
         client: Redis,
         *,
         instance_id: str,
-        max_calls: int,
+        max_calls: int | None,
         dedupe_ttl_s: float,
+        instance_max_calls: int | None = None,
         lease_s: float = 15.0,
         key_prefix: str = "callserver:",
         op_timeout_s: float = 1.0,
@@ -68,30 +71,37 @@ class RedisRegistry:
     ) -> None:
         self.client = client
         self.instance_id = instance_id
-        self.max_calls = max_calls
         self.lease_s = lease_s
         self.prefix = key_prefix
         self._dedupe_ms = max(int(dedupe_ttl_s * 1000), 1)
         self._lease_ms = max(int(lease_s * 1000), 1)
         self._op_timeout = op_timeout_s
         self._ended_ttl = max(int(ended_ttl_s), 1)
-        self._sid_ms = max(int(call_sid_ttl_s * 1000), 1)
         self._keep_ended = keep_ended
         self._owned: dict[str, CallRecord] = {}
-        self._slots: dict[str, str] = {}
-        self._sids: dict[str, str] = {}
         self._ended: collections.OrderedDict[str, CallRecord] = collections.OrderedDict()
-        self._pending_finish: dict[str, CallRecord] = {}
-        self._pending_release: set[str] = set()
-        self._pending_sids: set[str] = set()
+        self._pending_finish: dict[str, tuple[CallRecord, list[str]]] = {}
         self._lost: set[str] = set()
         self._fallback = (
-            InMemoryRegistry(max_calls=max_calls, dedupe_ttl_s=dedupe_ttl_s)
+            InMemoryRegistry(
+                max_calls=min_cap(max_calls, instance_max_calls), dedupe_ttl_s=dedupe_ttl_s
+            )
             if local_fallback
             else None
         )
-        self._acquire = client.register_script(redis_scripts.ACQUIRE_SLOT)
-        self._release = client.register_script(redis_scripts.RELEASE_SLOT)
+        self.sids = RedisCallSids(
+            client, self._key, self._op, sid_ttl_s=call_sid_ttl_s, fallback=self._fallback
+        )
+        self.slots = RedisSlots(
+            client,
+            self._key,
+            self._op,
+            prefix=key_prefix,
+            lease_ms=self._lease_ms,
+            fleet_max=max_calls,
+            instance_max=instance_max_calls,
+            fallback=self._fallback,
+        )
         self._put = client.register_script(redis_scripts.PUT_RECORD)
         self._renew = client.register_script(redis_scripts.RENEW)
         self._claim_orphan = client.register_script(redis_scripts.CLAIM_ORPHAN)
@@ -141,46 +151,14 @@ class RedisRegistry:
         return bool(result)
 
     async def acquire_slot(self, call_id: str, graph: str, graph_limit: int | None) -> bool:
-        keys = [self._key("slots"), self._key("slot_graph"), self._key("gslots:", graph)]
-        args = [
-            call_id,
-            graph,
-            self.max_calls,
-            -1 if graph_limit is None else graph_limit,
-            self._lease_ms,
-            self.prefix,
-        ]
-        try:
-            ok = bool(await self._op("acquire slot", lambda: self._acquire(keys=keys, args=args)))
-        except RegistryUnavailable:
-            if self._fallback is None:
-                raise
-            ok = await self._fallback.acquire_slot(call_id, graph, graph_limit)
-        if ok:
-            self._slots[call_id] = graph
-        return ok
+        return await self.slots.acquire(call_id, graph, graph_limit)
 
     async def release_slot(self, call_id: str) -> None:
-        """Release a slot this instance holds; another instance's slot is never touched."""
-        if self._slots.pop(call_id, None) is None:
-            return
-        if self._fallback is not None:
-            await self._fallback.release_slot(call_id)
-        try:
-            await self._release_remote(call_id)
-        except RegistryUnavailable as exc:
-            log.warning("slot release deferred: %s", exc, extra={"call_id": call_id})
-            self._pending_release.add(call_id)
-
-    async def _release_remote(self, call_id: str) -> None:
-        keys = [self._key("slots"), self._key("slot_graph")]
-        await self._op(
-            "release slot", lambda: self._release(keys=keys, args=[call_id, self.prefix])
-        )
+        await self.slots.release(call_id)
 
     def slots_in_use(self) -> int:
         """Slots held by this instance (the global count is in Redis)."""
-        return len(self._slots)
+        return len(self.slots.held)
 
     # ---- records ---------------------------------------------------------------------------
 
@@ -246,25 +224,25 @@ class RedisRegistry:
         self._ended[call_id] = record
         while len(self._ended) > self._keep_ended:
             self._ended.popitem(last=False)
-        if record.twilio_call_sid:
-            self._sids.pop(record.twilio_call_sid, None)
+        sids = self.sids.unlink_call(call_id)
         try:
-            await self._write_finished(record)
+            await self._write_finished(record, sids)
         except RegistryUnavailable as exc:
             log.warning("end record write deferred: %s", exc, extra={"call_id": call_id})
-            self._pending_finish[call_id] = record
+            self._pending_finish[call_id] = (record, sids)
 
-    async def _write_finished(self, record: CallRecord) -> None:
+    async def _write_finished(self, record: CallRecord, sids: list[str]) -> None:
         fields = {
             "owner": self.instance_id,
             "state": record.state.value,
             "end_reason": record.end_reason or "",
             "data": redis_codec.encode(record),
         }
-        await self._write_ended(record.call_id, fields, record.twilio_call_sid)
+        await self._write_ended(record.call_id, fields, sids)
 
-    async def _write_ended(self, call_id: str, fields: dict[str, str], sid: str | None) -> None:
-        """Mark a call ended (kept ``ended_ttl_s`` for lookups), off the live set and CallSid."""
+    async def _write_ended(self, call_id: str, fields: dict[str, str], sids: list[str]) -> None:
+        """Mark a call ended (kept ``ended_ttl_s`` for lookups), off the live set and its
+        CallSid links."""
         key = self._key("call:", call_id)
 
         async def write() -> None:
@@ -272,34 +250,30 @@ class RedisRegistry:
                 pipe.hset(key, mapping={**fields, "ended_at": str(time.time())})
                 pipe.expire(key, self._ended_ttl)
                 pipe.zrem(self._live_key, call_id)
-                if sid:
+                for sid in sids:
                     pipe.delete(self._key("sid:", sid))
                 await pipe.execute()
 
         await self._op("finish record", write)
 
     async def link_call_sid(self, call_sid: str, call_id: str) -> None:
-        self._sids[call_sid] = call_id
-        try:
-            await self._write_sid(call_sid, call_id)
-        except RegistryUnavailable as exc:
-            log.warning("CallSid link deferred: %s", exc, extra={"call_id": call_id})
-            self._pending_sids.add(call_sid)
-
-    async def _write_sid(self, call_sid: str, call_id: str) -> None:
-        key = self._key("sid:", call_sid)
-        await self._op("link CallSid", lambda: self.client.set(key, call_id, px=self._sid_ms))
+        await self.sids.link(call_sid, call_id)
 
     async def by_call_sid(self, call_sid: str) -> CallRecord | None:
-        call_id = self._sids.get(call_sid)
-        if call_id is None:
-            call_id = await self._op(
-                "find CallSid", lambda: self.client.get(self._key("sid:", call_sid))
-            )
+        call_id = await self.sids.lookup(call_sid)
         if call_id is None:
             return None
         record = await self.get(call_id)
         return record if record is not None and record.live else None
+
+    async def remember_status(self, call_sid: str, status: str) -> bool:
+        return await self.sids.remember(call_sid, status)
+
+    async def status_of(self, call_sid: str) -> str | None:
+        return await self.sids.status_of(call_sid)
+
+    async def forget_status(self, call_sid: str) -> None:
+        await self.sids.forget(call_sid)
 
     async def healthy(self) -> tuple[bool, str]:
         try:
@@ -348,7 +322,7 @@ class RedisRegistry:
                 record.state.value,
                 record.end_reason or "",
                 redis_codec.encode(record),
-                self._slots.get(call_id, ""),
+                self.slots.held.get(call_id, ""),
             ]
         keys = [self._live_key, self._key("slots"), self._key("slot_graph")]
         lost: list[str] = await self._op("renew leases", lambda: self._renew(keys=keys, args=args))
@@ -357,16 +331,10 @@ class RedisRegistry:
         return fresh
 
     async def _flush_pending(self) -> None:
-        for call_id in list(self._pending_release):
-            await self._release_remote(call_id)
-            self._pending_release.discard(call_id)
-        for call_sid in list(self._pending_sids):
-            call_id = self._sids.get(call_sid)
-            if call_id is not None:
-                await self._write_sid(call_sid, call_id)
-            self._pending_sids.discard(call_sid)
-        for call_id, record in list(self._pending_finish.items()):
-            await self._write_finished(record)
+        await self.slots.flush_pending()
+        await self.sids.flush_pending()
+        for call_id, (record, sids) in list(self._pending_finish.items()):
+            await self._write_finished(record, sids)
             self._pending_finish.pop(call_id, None)
 
     async def expired_calls(self, limit: int = 100) -> list[str]:
@@ -404,8 +372,9 @@ class RedisRegistry:
         ended = {"state": CallState.ENDED.value, "end_reason": "owner_lost"}
         if data:
             ended["data"] = data
-        await self._write_ended(call_id, ended, record.twilio_call_sid if record else None)
-        await self._release_remote(call_id)
+        sids = [record.twilio_call_sid] if record and record.twilio_call_sid else []
+        await self._write_ended(call_id, ended, sids)  # other links expire with their TTL
+        await self.slots.release_remote(call_id)
 
     async def publish_request(self, owner: str, request: dict[str, str]) -> int:
         """Send a request to ``owner``'s channel; the number of subscribers that received it."""

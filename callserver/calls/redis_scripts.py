@@ -13,7 +13,8 @@ Layout under the key prefix ``P``:
 - ``P live``: ZSET call-id -> lease expiry (ms, server time) of every call not yet ended.
 - ``P slots``: ZSET call-id -> lease expiry of every held concurrency slot;
   ``P slot_graph``: hash call-id -> graph; ``P gslots:<graph>``: ZSET per graph.
-- ``P sid:<CallSid>``: the call-id a Twilio CallSid maps to.
+- ``P sid:<CallSid>``: the call-id a Twilio CallSid maps to; ``P tstatus:<CallSid>``: a
+  terminal Twilio status remembered before the call existed (``calls/redis_sids.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ ACQUIRE_SLOT = (
     _NOW
     + """
 -- KEYS: slots, slot_graph, gslots:<graph>
--- ARGV: call_id, graph, max_calls, graph_limit (-1 = none), lease_ms, prefix
+-- ARGV: call_id, graph, max_calls (fleet-wide, -1 = none), graph_limit (-1 = none),
+--       lease_ms, prefix
 local id = ARGV[1]
 local exp = now + tonumber(ARGV[5])
 if redis.call('ZSCORE', KEYS[1], id) then
@@ -43,7 +45,8 @@ for _, e in ipairs(expired) do
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+local cap = tonumber(ARGV[3])
+if cap >= 0 and redis.call('ZCARD', KEYS[1]) >= cap then return 0 end
 local limit = tonumber(ARGV[4])
 if limit >= 0 and redis.call('ZCARD', KEYS[3]) >= limit then return 0 end
 redis.call('ZADD', KEYS[1], exp, id)

@@ -8,10 +8,12 @@ without an ``await`` in between, so the event loop cannot interleave two of them
 from __future__ import annotations
 
 import collections
+import sys
 import time
 from typing import Protocol
 
 from callserver.calls.records import CallRecord
+from callserver.calls.status_memory import StatusMemory
 
 
 class RegistryUnavailable(RuntimeError):
@@ -45,9 +47,20 @@ class CallRegistry(Protocol):
     async def finished(self, record: CallRecord) -> None:
         """Move a record to the ended list (bounded), after it reached ENDED."""
 
-    async def link_call_sid(self, call_sid: str, call_id: str) -> None: ...
+    async def link_call_sid(self, call_sid: str, call_id: str) -> None:
+        """Let a Twilio CallSid (either leg's) find the call; undone when the call ends."""
 
-    async def by_call_sid(self, call_sid: str) -> CallRecord | None: ...
+    async def by_call_sid(self, call_sid: str) -> CallRecord | None:
+        """The live call a CallSid is linked to, wherever it runs."""
+
+    async def remember_status(self, call_sid: str, status: str) -> bool:
+        """Remember a terminal Twilio status for a few minutes; False if already known."""
+
+    async def status_of(self, call_sid: str) -> str | None:
+        """A remembered terminal status of this CallSid, or None."""
+
+    async def forget_status(self, call_sid: str) -> None:
+        """Undo :meth:`remember_status` (it could not be acted on; a retry should be)."""
 
     async def healthy(self) -> tuple[bool, str]: ...
 
@@ -56,6 +69,11 @@ class CallRegistry(Protocol):
 
     async def owner_of(self, call_id: str) -> str | None:
         """Instance id owning a live call (its lease current), or None."""
+
+
+def min_cap(*caps: int | None) -> int:
+    """The tightest of several call caps; None means "no cap" (all None: unbounded)."""
+    return min((cap for cap in caps if cap is not None), default=sys.maxsize)
 
 
 class _TTLSet:
@@ -94,6 +112,8 @@ class InMemoryRegistry:
         self._slots: dict[str, str] = {}
         self._graph_counts: collections.Counter[str] = collections.Counter()
         self._call_sids: dict[str, str] = {}
+        self._sids_of: dict[str, list[str]] = {}
+        self.statuses = StatusMemory()
 
     async def claim_delivery(self, webhook_id: str) -> bool:
         return self._deliveries.add(webhook_id)
@@ -134,15 +154,30 @@ class InMemoryRegistry:
         self._ended[record.call_id] = record
         while len(self._ended) > self._keep_ended:
             self._ended.popitem(last=False)
-        if record.twilio_call_sid:
-            self._call_sids.pop(record.twilio_call_sid, None)
+        for sid in self._sids_of.pop(record.call_id, ()):
+            if self._call_sids.get(sid) == record.call_id:
+                del self._call_sids[sid]
 
     async def link_call_sid(self, call_sid: str, call_id: str) -> None:
         self._call_sids[call_sid] = call_id
+        self._sids_of.setdefault(call_id, []).append(call_sid)
 
     async def by_call_sid(self, call_sid: str) -> CallRecord | None:
         call_id = self._call_sids.get(call_sid)
         return self._calls.get(call_id) if call_id else None
+
+    def call_sid_links(self) -> int:
+        """CallSids linked to calls (tests assert this empties as calls end)."""
+        return len(self._call_sids)
+
+    async def remember_status(self, call_sid: str, status: str) -> bool:
+        return self.statuses.remember(call_sid, status)
+
+    async def status_of(self, call_sid: str) -> str | None:
+        return self.statuses.get(call_sid)
+
+    async def forget_status(self, call_sid: str) -> None:
+        self.statuses.forget(call_sid)
 
     async def healthy(self) -> tuple[bool, str]:
         return True, "in-process registry"

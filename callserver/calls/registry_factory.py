@@ -6,15 +6,18 @@ imported by deployments that use it.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from typing import TYPE_CHECKING
 
-from callserver.calls.registry import CallRegistry, InMemoryRegistry
+from callserver.calls.registry import CallRegistry, InMemoryRegistry, min_cap
 from callserver.settings import Settings
 
 if TYPE_CHECKING:
     from callserver.calls.coordination import Coordinator
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LEASE_S = 15.0
 REDIS_OP_TIMEOUT_S = 1.0
@@ -23,6 +26,16 @@ REDIS_OP_TIMEOUT_S = 1.0
 def default_instance_id() -> str:
     """host:pid -- unique per process, readable in logs and in ``GET /admin/calls``."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def admission_cap(settings: Settings) -> int | None:
+    """The cap a call can be checked against before it reaches an instance (Twilio's voice
+    webhook): alone, this instance's (and the fleet cap if tighter); with Redis, only the
+    fleet cap, because OpenAI's webhook may then reach any instance, each with its own cap.
+    """
+    if settings.redis_url:
+        return settings.fleet_max_calls
+    return min_cap(settings.max_concurrent_calls, settings.fleet_max_calls)
 
 
 def make_registry(
@@ -41,8 +54,14 @@ def make_registry(
     and ``healthy()``, so an unreachable Redis shows in readyz instead of failing start-up.
     """
     if not settings.redis_url:
+        if settings.fleet_max_calls is not None:
+            log.warning(
+                "CALLSERVER_FLEET_MAX_CALLS without REDIS_URL: only this instance's calls "
+                "count towards it (instances share a fleet cap through Redis)"
+            )
         registry = InMemoryRegistry(
-            max_calls=settings.max_concurrent_calls, dedupe_ttl_s=settings.dedupe_ttl_s
+            max_calls=min_cap(settings.max_concurrent_calls, settings.fleet_max_calls),
+            dedupe_ttl_s=settings.dedupe_ttl_s,
         )
         return registry, None
 
@@ -59,7 +78,8 @@ def make_registry(
     registry = RedisRegistry(
         client,
         instance_id=settings.instance_id or default_instance_id(),
-        max_calls=settings.max_concurrent_calls,
+        max_calls=settings.fleet_max_calls,
+        instance_max_calls=settings.max_concurrent_calls,
         dedupe_ttl_s=settings.dedupe_ttl_s,
         lease_s=lease,
         key_prefix=prefix,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -26,9 +27,22 @@ def check(
     try:
         cfg = load_config(path)
     except ConfigError as err:
-        count = len(err.issues)
-        return 1, f"{err}\n{count} error{'s' if count != 1 else ''} in {path}"
+        return 1, explain(err, path)
     return 0, summary(cfg, webhook_events or {})
+
+
+def explain(err: ConfigError, path: str | os.PathLike[str]) -> str:
+    """What every command prints for a config it cannot use: one ``file:line key: problem``
+    line per issue, a count, and a hint when the path itself is missing (a relative
+    default such as ``config`` only exists inside the project folder)."""
+    count = len(err.issues)
+    text = f"{err}\n{count} error{'s' if count != 1 else ''} in {path}"
+    if not Path(path).exists():
+        text += (
+            f"\n{path} is resolved from the current directory ({Path.cwd()}): run from the "
+            "project folder, or pass --config / set CALLSERVER_CONFIG"
+        )
+    return text
 
 
 def summary(cfg: Config, webhook_events: Mapping[str, str] | None = None) -> str:

@@ -25,7 +25,13 @@ from callserver.graph.route_models import DefaultReject, RoutesFile
 from callserver.graph.routes import Matcher, Route, RouteTable
 from callserver.graph.spec import Config, GraphSpec
 from callserver.graph.validation import pydantic_issues
-from callserver.graph.yamlsrc import LineDict, format_path, locate, parse_yaml
+from callserver.graph.yamlsrc import (
+    LineDict,
+    format_path,
+    locate,
+    parse_yaml,
+    syntax_error_line,
+)
 
 ROUTES_FILES = ("routes.yaml", "routes.yml")
 
@@ -42,6 +48,8 @@ class _Loader:
         self.issues: list[ConfigIssue] = []
         self.warnings: list[str] = []
         self.hashed: list[tuple[str, bytes]] = []
+        self.unparsed: dict[Path, bytes] = {}
+        """Files that are not YAML text (already reported), by path: their raw bytes."""
 
     def issue(self, shown: str, data: Any, path: list[str | int], message: str) -> None:
         line = locate(data, path)[0] if data is not None else 1
@@ -58,17 +66,20 @@ class _Loader:
             parsed = parse_yaml(raw.decode("utf-8"))
         except UnicodeDecodeError:
             self.issues.append(ConfigIssue(shown, 1, "(file)", "not UTF-8 text"))
+            self.unparsed[file] = raw
             return None
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 1 if mark else 1
-            problem = getattr(exc, "problem", None) or str(exc)
+            line, problem = syntax_error_line(exc)
             self.issues.append(ConfigIssue(shown, line, "(yaml)", f"invalid YAML: {problem}"))
+            self.unparsed[file] = raw
             return None
         for dup in parsed.duplicates:
             self.issues.append(
                 ConfigIssue(
-                    shown, dup.line, dup.key, f"duplicate key (first at line {dup.first_line})"
+                    shown,
+                    dup.line,
+                    format_path(dup.path),
+                    f"duplicate key (first at line {dup.first_line})",
                 )
             )
         if not isinstance(parsed.data, LineDict):
@@ -139,6 +150,16 @@ class _Loader:
             ok = False
         default_reject = model.default.reject if isinstance(model.default, DefaultReject) else None
         return RouteTable(tuple(routes), default_graph, default_reject) if ok else None
+
+
+_NAME_LINE = re.compile(rb"""^name:[ \t]*["']?([A-Za-z0-9_\-]+)["']?[ \t]*(?:#.*)?$""", re.M)
+
+
+def _declared_name(file: Path, raw: bytes) -> str:
+    """The graph name of a file that is not valid YAML: its top-level ``name:`` line if one
+    reads plainly, else the file name (as for a file without ``name:``)."""
+    match = _NAME_LINE.search(raw)
+    return match.group(1).decode() if match else file.stem
 
 
 _PRUNABLE = ("tools", "guardrails", "agents")
@@ -217,6 +238,10 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         shown = str(root / file.name) if root.is_dir() else str(root)
         data = loader.parse(file, shown)
         if data is None:
+            if file.name not in ROUTES_FILES:
+                # Already reported; still a graph routes may name, so no false "no graph
+                # named ..." in routes.yaml.
+                names.setdefault(_declared_name(file, loader.unparsed.get(file, b"")), shown)
             continue
         if file.name in ROUTES_FILES:
             routes_src = (shown, data)

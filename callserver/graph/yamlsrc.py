@@ -8,11 +8,13 @@ keys, which the stock loader silently resolves to the last one.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
+import yaml.scanner
 from yaml.nodes import MappingNode, ScalarNode
 
 
@@ -44,11 +46,12 @@ class YamlInt(int):
 
 @dataclass(frozen=True, slots=True)
 class DuplicateKey:
-    """A key that appeared twice in one mapping."""
+    """A key that appeared twice in one mapping; ``path`` is the key's full path."""
 
     key: str
     line: int
     first_line: int
+    path: tuple[str | int, ...] = ()
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -56,7 +59,8 @@ class _LineLoader(yaml.SafeLoader):
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
-        self.duplicates: list[DuplicateKey] = []
+        self.duplicates: list[tuple[LineDict, DuplicateKey]] = []
+        """With the mapping they were found in: its path is only known once all is built."""
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         if not isinstance(node, MappingNode):
@@ -74,7 +78,8 @@ class _LineLoader(yaml.SafeLoader):
                 key = str(key)
             line = key_node.start_mark.line + 1
             if key in result.key_lines:
-                self.duplicates.append(DuplicateKey(str(key), line, result.key_lines[key]))
+                dup = DuplicateKey(str(key), line, result.key_lines[key])
+                self.duplicates.append((result, dup))
             result.key_lines[key] = line
             block = isinstance(value_node, ScalarNode) and value_node.style in ("|", ">")
             result.value_lines[key] = value_node.start_mark.line + 1 + (1 if block else 0)
@@ -117,7 +122,48 @@ def parse_yaml(text: str) -> ParsedYaml:
         data = loader.get_single_data()
     finally:
         loader.dispose()
-    return ParsedYaml(data, loader.duplicates)
+    paths = _container_paths(data)
+    duplicates = [
+        dataclasses.replace(dup, path=(*paths.get(id(mapping), ()), dup.key))
+        for mapping, dup in loader.duplicates
+    ]
+    return ParsedYaml(data, duplicates)
+
+
+def _container_paths(data: Any) -> dict[int, tuple[str | int, ...]]:
+    """id() of every mapping and list in ``data`` -> its key path from the top."""
+    paths: dict[int, tuple[str | int, ...]] = {}
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            paths[id(node)] = path
+            stack.extend((value, (*path, key)) for key, value in node.items())
+        elif isinstance(node, list):
+            paths[id(node)] = path
+            stack.extend((value, (*path, index)) for index, value in enumerate(node))
+    return paths
+
+
+def syntax_error_line(exc: yaml.YAMLError) -> tuple[int, str]:
+    """(1-based line, message) for a YAML syntax error, on the line of the mistake.
+
+    PyYAML's ``problem_mark`` is where it noticed; for scanner errors (a key without its
+    colon, an unclosed quote) that is the line *after* the mistake, and ``context_mark``
+    points at the token that went wrong. Parser errors keep the problem mark: their context
+    is the start of the enclosing block, which may be far above.
+    """
+    problem = getattr(exc, "problem", None) or str(exc)
+    problem_mark = getattr(exc, "problem_mark", None)
+    context_mark = getattr(exc, "context_mark", None)
+    context = getattr(exc, "context", None)
+    line = problem_mark.line + 1 if problem_mark else 1
+    if isinstance(exc, yaml.scanner.ScannerError) and context_mark is not None:
+        mistake = context_mark.line + 1
+        if mistake != line:
+            return mistake, f"{problem} ({context}; noticed at line {line})"
+        return mistake, problem
+    return line, problem
 
 
 def locate(data: Any, loc: Sequence[str | int]) -> tuple[int, list[str | int]]:

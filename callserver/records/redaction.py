@@ -14,7 +14,7 @@ Three mechanisms, applied to every recorded value:
 
 A value hidden by an *extra* field is also learned for the rest of the call, so a caller
 number removed from the webhook is also removed from the instructions that quote it.
-Replay treats :data:`REDACTED` inside an expected string as a wildcard.
+Replay treats :data:`REDACTED` inside an expected string as one token of any text.
 """
 
 from __future__ import annotations
@@ -61,6 +61,16 @@ _SECRET_PATTERNS = re.compile(
     r"|whsec_[A-Za-z0-9+/=_\-]{8,}"  # Standard Webhooks signing secrets
     r"|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{8,})"  # bearer tokens in free text
 )
+
+
+def _hide_token(match: re.Match[str]) -> str:
+    """``Bearer abc...`` keeps its scheme word: :data:`REDACTED` stands for one token."""
+    text = match.group(0)
+    if text[:6].lower() == "bearer":
+        return text[: len(text) - len(text[6:].lstrip())] + REDACTED
+    return REDACTED
+
+
 _URI_USER = re.compile(r"^(?P<pre>.*?(?:sips?|tel):)(?P<user>[^@;>]+)(?P<post>.*)$", re.I)
 _MIN_SECRET_LEN = 4  # shorter "secrets" would shred ordinary text
 
@@ -158,7 +168,7 @@ class Redactor:
         if self._values_re is not None:
             text = self._values_re.sub(REDACTED, text)
         if "sk-" in text or "whsec_" in text or "earer" in text:
-            text = _SECRET_PATTERNS.sub(REDACTED, text)
+            text = _SECRET_PATTERNS.sub(_hide_token, text)
         return text
 
 
@@ -172,6 +182,8 @@ def settings_secrets(settings: Any) -> list[str]:
         raw = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
         if raw:
             found.append(raw)
+    for secret in (getattr(settings, "twilio_shared_keys", None) or {}).values():
+        found.append(secret.get_secret_value())
     return found
 
 

@@ -5,7 +5,7 @@ Installed with callserver (``pytest11`` entry point), so a project only drops ca
 tools answered from the recording (see :mod:`callserver.testing.replay`); a failure shows the
 first divergence. Settings (``pyproject.toml`` ``[tool.pytest.ini_options]`` or pytest.ini):
 
-* ``callserver_replay_config``: config to replay against (default ``config/agents.yaml``,
+* ``callserver_replay_config``: config to replay against (default ``config``,
   relative to the rootdir);
 * ``callserver_replay_execute``: tools to run for real instead (space separated);
 * ``callserver_replay_timeout``: seconds to wait for each expected client event (default 5).
@@ -35,7 +35,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "callserver_replay_config",
         "config that cassettes in replays/ directories replay against",
-        default="config/agents.yaml",
+        default="config",
     )
     parser.addini(
         "callserver_replay_execute",

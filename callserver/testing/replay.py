@@ -4,7 +4,7 @@ A :class:`Replayer` runs one fake OpenAI and one callserver (the config under te
 tools stubbed from the recordings unless asked to run them) and replays any number of
 cassettes through them, concurrently::
 
-    async with Replayer("config/agents.yaml") as replayer:
+    async with Replayer("config") as replayer:
         result = await replayer.replay("tests/replays/tool_call.cassette.jsonl")
         assert result.passed, result.report()
 
@@ -29,6 +29,8 @@ from typing import Any, Self, TextIO
 import httpx
 
 from callserver.config_holder import ConfigHolder
+from callserver.graph import ConfigError
+from callserver.graph.commands import explain
 from callserver.records.cassette_reader import Cassette, CassetteError, read_cassette
 from callserver.testing.fake_openai import FakeOpenAI
 from callserver.testing.fake_realtime import Event, FakeConnection
@@ -49,7 +51,8 @@ from callserver.testing.webhook_sender import new_call_id, send_webhook
 
 __all__ = ["ReplayResult", "Replayer", "find_cassettes", "main", "run_replay_cli"]
 
-DEFAULT_CONFIG = "config/agents.yaml"
+DEFAULT_CONFIG = "config"
+"""The same default as ``CALLSERVER_CONFIG``: the bundled directory with its routes."""
 SUFFIX = ".cassette.jsonl"
 
 
@@ -199,7 +202,13 @@ class Replayer:
         if webhook is None:
             return ReplayResult(cassette.path, "error", message="cassette has no webhook line")
         call_id = new_call_id()
-        replay = CallReplay(cassette, call_id, timeout=self.timeout, settle=self.settle)
+        replay = CallReplay(
+            cassette,
+            call_id,
+            timeout=self.timeout,
+            settle=self.settle,
+            start_agent=self._start_agent(cassette.graph),
+        )
         self.fake.replays[call_id] = replay
         try:
             await self._run_call(replay, webhook.data["body"])
@@ -210,6 +219,13 @@ class Replayer:
             self.fake.replays.pop(call_id, None)
         status = "failed" if replay.failed else "passed"
         return ReplayResult(cassette.path, status, list(replay.divergences))
+
+    def _start_agent(self, graph: str | None) -> str | None:
+        """The name of the agent a graph starts with, for cassettes that name none."""
+        assert self.server is not None
+        spec = self.server.services.config.current.graphs.get(graph or "")
+        plan = spec.agents.get(spec.start) if spec is not None else None
+        return plan.name if plan is not None else None
 
     async def _run_call(self, replay: CallReplay, recorded_body: Any) -> None:
         assert self.server is not None
@@ -309,7 +325,13 @@ def run_replay_cli(
         print("callserver replay: no cassettes found", file=out)
         return 1
     logging.getLogger("callserver").setLevel(logging.ERROR)  # the replayed calls' own logs
-    results = asyncio.run(replay_paths(files, config, execute=execute, execute_all=execute_all))
+    try:
+        results = asyncio.run(
+            replay_paths(files, config, execute=execute, execute_all=execute_all)
+        )
+    except ConfigError as exc:  # the same file:line report as ``serve`` and ``check``
+        print(f"callserver replay: invalid config:\n{explain(exc, config)}", file=sys.stderr)
+        return 1
     for result in results:
         print(result.report(), file=out)
     passed = sum(r.passed for r in results)

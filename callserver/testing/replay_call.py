@@ -18,12 +18,16 @@ from typing import Any
 from callserver.records.cassette_reader import Cassette, Entry
 from callserver.testing import replay_match as rm
 from callserver.testing.fake_realtime import FakeConnection
+from callserver.testing.replay_story import GuardrailCancel, read_story
 
 __all__ = ["CallReplay", "Divergence"]
 
 EXTERNAL_END_REASONS = frozenset({"max_duration", "idle_timeout", "shutdown", "admin_hangup"})
 """Ends a replay cannot wait for (timers, operators): the replay ends the call the same way."""
 CALLER_END_REASONS = frozenset({"caller_hangup", "caller_gone"})
+GUARDRAIL_GRACE_S = 1.0
+"""A guardrail's cancel is waited for as long as the recording took, twice, plus this; not
+the whole timeout (a missing cancel then shows in about a second, not five)."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -48,13 +52,26 @@ class _Expected:
     event: dict[str, Any]
     normalized: Any
     matched: bool = False
+    agent: str | None = None
+    """For a session.update: the agent whose session it is."""
+    guardrail: GuardrailCancel | None = None
+    """Set when a guardrail trip caused this event."""
 
 
 class CallReplay:
     """The state of one cassette's replay; fed client events by the replay fake."""
 
-    def __init__(self, cassette: Cassette, call_id: str, *, timeout: float, settle: float):
+    def __init__(
+        self,
+        cassette: Cassette,
+        call_id: str,
+        *,
+        timeout: float,
+        settle: float,
+        start_agent: str | None = None,
+    ):
         self.cassette = cassette
+        self.story = read_story(cassette, start_agent)
         self.call_id = call_id
         self.timeout = timeout
         self.settle = settle
@@ -83,7 +100,17 @@ class CallReplay:
                     self.calls[str(event.get("call_id"))] = (str(event.get("name")), args)
             else:
                 normalized = rm.normalize(event, self.cassette.call_id)
-                self.expected.append(_Expected(position, turn, entry.t, event, normalized))
+                self.expected.append(
+                    _Expected(
+                        position,
+                        turn,
+                        entry.t,
+                        event,
+                        normalized,
+                        agent=self.story.agents.get(entry.line),
+                        guardrail=self.story.guardrails.get(entry.line),
+                    )
+                )
         for entry in self.cassette.of("tool"):
             args = _parsed(entry.data.get("arguments"))
             output = str(entry.data.get("output", ""))
@@ -149,13 +176,41 @@ class CallReplay:
             return
         same = [e for e in open_ if _shape(e.event) == _shape(event)]
         best = same[0] if same else open_[0]
-        details = rm.diff_lines(best.normalized, normalized) if same else []
         wanted = rm.describe(best.event, self.calls)
-        if same:  # the same kind of event with other content: name it, then the diff
-            message = f"{wanted} differs from the recording"
-        else:
-            message = f"expected {wanted}, got {got}"
-        self.diverge(best.t, best.turn, message, details)
+        if not same:
+            self.diverge(best.t, best.turn, f"expected {wanted}, got {got}")
+            return
+        # The same kind of event with other content: name it, then the diff.
+        self._config_divergence(
+            best.t,
+            best.turn,
+            best.normalized,
+            normalized,
+            agent=best.agent,
+            where=f"its {best.event.get('type')}",
+            otherwise=f"{wanted} differs from the recording",
+        )
+
+    def _config_divergence(
+        self,
+        t: float,
+        turn: int,
+        expected: Any,
+        actual: Any,
+        *,
+        agent: str | None,
+        where: str,
+        otherwise: str,
+    ) -> None:
+        """A differing session config reads as what happened to the agent's tools first
+        ("agent Customer Service lost tool book_appointment"), then any other difference."""
+        phrases, exp_rest, act_rest = rm.tool_changes(expected, actual)
+        if not phrases:
+            self.diverge(t, turn, otherwise, rm.diff_lines(expected, actual))
+            return
+        who = f"agent {agent}" if agent else "the agent"
+        details = [f"(in {where})", *rm.diff_lines(exp_rest, act_rest)]
+        self.diverge(t, turn, f"{who} {', '.join(phrases)}", details)
 
     def _turn_now(self) -> int:
         """The turn of the last server event sent (responses created so far)."""
@@ -197,26 +252,28 @@ class CallReplay:
         if await self._wait_matched(len(self.ws), conn):
             await self._settle()
 
+    def _budget(self, expected: _Expected) -> float:
+        """How long to wait for a recorded client event to come again."""
+        if expected.guardrail is None:
+            return self.timeout
+        return min(self.timeout, 2 * expected.guardrail.delay_s + GUARDRAIL_GRACE_S)
+
     async def _wait_matched(self, position: int, conn: FakeConnection) -> bool:
         """Wait until every client event recorded before ``position`` was seen again."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
+        started = loop.time()
         while True:
             if self.failed:
                 return False
             due = [e for e in self.expected if e.position < position and not e.matched]
             if not due:
                 return True
-            remaining = deadline - loop.time()
+            first = min(due, key=self._budget)
+            remaining = started + self._budget(first) - loop.time()
             if remaining <= 0 or conn.closed.is_set():
-                first = due[0]
-                why = "the websocket closed" if conn.closed.is_set() else "nothing came"
-                self.diverge(
-                    first.t,
-                    first.turn,
-                    f"expected {rm.describe(first.event, self.calls)}, but {why}",
-                    [] if conn.closed.is_set() else [f"(waited {self.timeout:g}s)"],
-                )
+                if conn.closed.is_set():
+                    first = due[0]
+                self._missing(first, self._budget(first), closed=conn.closed.is_set())
                 return False
             self._changed.clear()
             try:
@@ -233,6 +290,29 @@ class CallReplay:
             if quiet >= self.settle:
                 return
             await asyncio.sleep(self.settle - quiet)
+
+    def _missing(self, first: _Expected, waited: float, *, closed: bool) -> None:
+        """An expected client event did not come (again)."""
+        wanted = rm.describe(first.event, self.calls)
+        why = "the websocket closed" if closed else "nothing came"
+        guardrail = first.guardrail
+        if guardrail is not None and not closed:
+            self.diverge(
+                first.t,
+                first.turn,
+                f"{guardrail.guardrail} did not cut the response off: expected {wanted}",
+                [
+                    f"(the recording sent it {guardrail.delay_s * 1000:.0f} ms after the server "
+                    f"event before it; waited {waited:.1f}s)"
+                ],
+            )
+            return
+        self.diverge(
+            first.t,
+            first.turn,
+            f"expected {wanted}, but {why}",
+            [] if closed else [f"(waited {waited:g}s)"],
+        )
 
     def _turn_at(self, position: int) -> int:
         turn = 0
@@ -264,11 +344,14 @@ class CallReplay:
                 return
             normalized = rm.normalize(body, self.call_id)
             if not rm.matches(expected, normalized):
-                self.diverge(
+                self._config_divergence(
                     entry.t,
                     turn,
-                    f"REST {action} body differs",
-                    rm.diff_lines(expected, normalized),
+                    expected,
+                    normalized,
+                    agent=self.story.start_agent,
+                    where=f"the REST {action} body: the session the call starts with",
+                    otherwise=f"REST {action} body differs",
                 )
                 return
         for got_action, _ in actual[len(recorded) :] if not self.failed else []:

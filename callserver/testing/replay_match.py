@@ -3,13 +3,15 @@
 What legitimately varies between a recording and its replay is normalised away before
 comparing: event ids, the call id (a replay uses a fresh one), wall-clock times rendered
 into instructions, and values the recorder redacted (``[redacted]`` in the recording matches
-anything). Everything else must be equal; a difference is described in the words an
-operator uses ("function_call_output for get_weather {"city": "Paris"}"), with the fields
-that differ.
+one token in the replay: :data:`REDACTED_TOKEN`). Everything else must be equal; a
+difference is described in the words an operator uses ("function_call_output for
+get_weather {"city": "Paris"}", "agent Customer Service lost tool book_appointment"),
+with the fields that differ.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -48,9 +50,17 @@ def normalize(value: Any, call_id: str | None = None) -> Any:
     return value
 
 
+REDACTED_TOKEN = r"\S{1,256}?"
+"""What a ``[redacted]`` in a recording matches in the replay: one token, i.e. 1 to 256
+characters with no whitespace (a phone number, a SIP URI, a key), never the text around it.
+A value hidden from the recording can differ in the replay, but the prompt around it cannot
+grow a sentence, a newline or a second word unnoticed."""
+
+
+@functools.lru_cache(maxsize=1024)
 def _wildcard(expected: str) -> re.Pattern[str]:
     parts = [re.escape(p) for p in expected.split(REDACTED)]
-    return re.compile(".*?".join(parts), re.S)
+    return re.compile(REDACTED_TOKEN.join(parts))
 
 
 def _strings_match(expected: str, actual: str) -> bool:
@@ -99,6 +109,47 @@ def _tool_list_diff(
     gone = [n for n in names(expected) if n not in names(actual)]
     new = [n for n in names(actual) if n not in names(expected)]
     return [(f"{path} (tools)", f"also {gone}" if gone else "-", f"also {new}" if new else "-")]
+
+
+def tool_changes(expected: Any, actual: Any) -> tuple[list[str], Any, Any]:
+    """What changed in the tools of a session config (an accept body, or a session.update),
+    in an operator's words: ``lost tool book_appointment``, ``gained tool get_weather``,
+    ``changed tool get_weather (description: expected ..., got ...)``; handoffs (their
+    ``transfer_to_*`` tools) are named as handoffs. Returns the phrases and both configs
+    without their tools, for whatever else differs."""
+    exp_tools, exp_rest = _split_tools(expected)
+    act_tools, act_rest = _split_tools(actual)
+    if exp_tools is None or act_tools is None:
+        return [], expected, actual
+    exp_by, act_by = _by_name(exp_tools), _by_name(act_tools)
+    phrases = [f"lost {_tool_word(n)}" for n in exp_by if n not in act_by]
+    phrases += [f"gained {_tool_word(n)}" for n in act_by if n not in exp_by]
+    for name in (n for n in exp_by if n in act_by):
+        changed = diff_lines(exp_by[name], act_by[name], limit=2)
+        if changed:
+            phrases.append(f"changed {_tool_word(name)} ({'; '.join(changed)})")
+    return phrases, exp_rest, act_rest
+
+
+def _split_tools(config: Any) -> tuple[list[Any] | None, Any]:
+    """(tools, config without them) of an accept body or a session.update event."""
+    if not isinstance(config, dict):
+        return None, config
+    if isinstance(config.get("tools"), list):
+        return config["tools"], {k: v for k, v in config.items() if k != "tools"}
+    session = config.get("session")
+    if isinstance(session, dict) and isinstance(session.get("tools"), list):
+        rest = {k: v for k, v in session.items() if k != "tools"}
+        return session["tools"], {**config, "session": rest}
+    return None, config
+
+
+def _by_name(tools: list[Any]) -> dict[str, Any]:
+    return {str(t.get("name")) if isinstance(t, dict) else str(t): t for t in tools}
+
+
+def _tool_word(name: str) -> str:
+    return f"handoff {name}" if name.startswith("transfer_to_") else f"tool {name}"
 
 
 def matches(expected: Any, actual: Any) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import ImmutableMultiDict
@@ -85,22 +86,67 @@ def _first(value: str | None) -> str:
 
 
 class TwilioSignature:
-    """Checks ``X-Twilio-Signature`` with the account auth token."""
+    """Checks ``X-Twilio-Signature`` with the account auth token, or with the SharedKey the
+    request's Webhook Setting names.
 
-    def __init__(self, auth_token: str) -> None:
+    Twilio signs with the auth token (HMAC-SHA1) unless a Webhook Rule applies a Setting
+    that signs with a SharedKey; then ``X-Twilio-Webhooks-Signature-Settings`` carries
+    ``key=<id>,algorithm=<HMAC_SHA1|HMAC_SHA256>``. The named key's secret (from
+    ``TWILIO_SHARED_KEYS``) is tried first, then the auth token with the named algorithm.
+    """
+
+    def __init__(self, auth_token: str, shared_keys: Mapping[str, str] | None = None) -> None:
         if not auth_token:
             raise ValueError("Twilio auth token is empty")
         self._validator = RequestValidator(auth_token)
+        self._shared = {key: RequestValidator(s) for key, s in (shared_keys or {}).items()}
 
     def check(self, url: str, form: Form, signature: str | None, settings: str | None) -> None:
         """Raise 403 unless ``signature`` signs ``url`` + ``form``. Never echoes either."""
         if not signature:
             raise WebhookError(403, "missing X-Twilio-Signature header", reason="missing_signature")
         algorithm = get_signature_algorithm(settings)
-        if not self._validator.validate(url, form, signature, algorithm=algorithm):
+        if algorithm.upper() not in SUPPORTED_ALGORITHMS:
             raise WebhookError(
-                403, "X-Twilio-Signature does not match this request", reason="bad_signature"
+                403,
+                f"{SIGNATURE_SETTINGS_HEADER} names signature algorithm "
+                f"{_shown(algorithm)!r}, which this server does not support "
+                f"({', '.join(SUPPORTED_ALGORITHMS)})",
+                reason="unsupported_algorithm",
             )
+        key_id = _shared_key_id(settings)
+        validators = [self._shared[key_id]] if key_id in self._shared else []
+        validators.append(self._validator)
+        if any(v.validate(url, form, signature, algorithm=algorithm) for v in validators):
+            return
+        if key_id is not None and key_id not in self._shared:
+            raise WebhookError(
+                403,
+                f"signed with Twilio SharedKey {_shown(key_id)!r}, which is not configured: "
+                "add <key id>=<secret> to TWILIO_SHARED_KEYS",
+                reason="unknown_shared_key",
+            )
+        raise WebhookError(
+            403, "X-Twilio-Signature does not match this request", reason="bad_signature"
+        )
+
+
+SUPPORTED_ALGORITHMS = ("HMAC_SHA1", "HMAC_SHA256")
+_SHOWN_RE = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+def _shared_key_id(settings: str | None) -> str | None:
+    """The ``key=`` of a signature-settings header (None: signed with the auth token)."""
+    for part in (settings or "").split(","):
+        name, sep, value = part.partition("=")
+        if sep and name.strip() == "key" and value.strip():
+            return value.strip()
+    return None
+
+
+def _shown(value: str) -> str:
+    """A header value safe to put in an error body: short, plain characters only."""
+    return _SHOWN_RE.sub("?", value[:80])
 
 
 async def read_verified_form(
@@ -108,25 +154,38 @@ async def read_verified_form(
 ) -> Form:
     """The form fields of a Twilio webhook whose signature matches ``url``; else raise.
 
+    A POST carries them in the body; a GET (a number whose webhook is set to HTTP GET) in
+    the query string, which ``url`` already includes: Twilio then signs the URL alone.
     Order matters: size first (cheap), then the signature, so an unsigned request learns
     nothing about which fields we expect.
     """
-    body = await read_capped_body(request, max_body_bytes)
-    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if content_type != FORM_CONTENT_TYPE:
-        raise WebhookError(415, f"expected {FORM_CONTENT_TYPE}", reason="bad_content_type")
-    try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-    except (UnicodeDecodeError, ValueError):
-        raise WebhookError(400, "body is not a UTF-8 form", reason="bad_form") from None
-    form: Form = ImmutableMultiDict(pairs)
+    signed: Form
+    if request.method == "GET":
+        if len(request.url.query) > max_body_bytes:
+            raise WebhookError(413, "query string too large", reason="too_large")
+        form = _parse_form(request.url.query.encode("latin-1"), "query string")
+        signed = ImmutableMultiDict()
+    else:
+        body = await read_capped_body(request, max_body_bytes)
+        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type != FORM_CONTENT_TYPE:
+            raise WebhookError(415, f"expected {FORM_CONTENT_TYPE}", reason="bad_content_type")
+        form = signed = _parse_form(body, "body")
     signature.check(
         url,
-        form,
+        signed,
         request.headers.get(SIGNATURE_HEADER),
         request.headers.get(SIGNATURE_SETTINGS_HEADER),
     )
     return form
+
+
+def _parse_form(raw: bytes, where: str) -> Form:
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        raise WebhookError(400, f"{where} is not a UTF-8 form", reason="bad_form") from None
+    return ImmutableMultiDict(pairs)
 
 
 # ---- typed requests ----------------------------------------------------------------------
