@@ -348,3 +348,38 @@ async def test_attach_refused_otherwise_hangs_up(start_callserver, fake_openai: 
     await place_live_call(server, fake_openai, session_id=session_id)
     record = await ended_record(server, session_id)
     assert record.end_reason == "connect_failed" and fake_openai.hangup_observed(session_id)
+
+
+async def test_replayed_events_are_handled_once(start_callserver, fake_openai: FakeOpenAI) -> None:
+    """An attach replays recent events with their original ids: callserver acts on each
+    event id once (here: one key press that arrives twice ends the call once, and the
+    tool call that arrives twice runs once)."""
+    from callserver.testing import live_events as le
+
+    server = await start_callserver(LIVE_DESK)
+    session_id, _ = await place_live_call(server, fake_openai)
+    sideband = await fake_openai.live.wait_attached(session_id)
+    session = fake_openai.live.session(session_id)
+    delegation = le.new_id("item")
+    created = le.response_event(delegation, le.backend_response("resp_dup", "in_progress"))
+    item = le.response_event(delegation, le.function_call_item("put_through", {}, "call_dup"))
+    done = le.response_event(delegation, le.backend_response("resp_dup", "completed"))
+    session.calls["call_dup"] = "resp_dup"
+    for event in (created, item, item, done, done):
+        await sideband.send(event)
+    await sideband.expect("response.item.create", _output_for("call_dup"))
+    record = await ended_record(server, session_id)
+    assert record.end_reason == "transferred"
+    assert len(fake_openai.requests_for(session_id, "refer")) == 1
+    assert len(sideband.of_type("response.item.create")) == 1
+
+
+async def test_drain_hangs_up_live_calls(start_callserver, fake_openai: FakeOpenAI) -> None:
+    server = await start_callserver(LIVE_DESK, drain_timeout_s=0.3)
+    session_id, _ = await place_live_call(server, fake_openai)
+    await fake_openai.live.wait_attached(session_id)
+    await server.services.manager.drain(0.3)
+    record = await ended_record(server, session_id)
+    assert record.end_reason == "shutdown" and fake_openai.hangup_observed(session_id)
+    assert fake_openai.live.session(session_id).close_reason == "close_requested"
+    assert record.usage.get("seconds") is not None
