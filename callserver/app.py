@@ -22,7 +22,7 @@ from callserver.calls.manager import CallManager, Draining
 from callserver.calls.registry import RegistryUnavailable
 from callserver.calls.registry_factory import make_registry
 from callserver.config_holder import ConfigHolder
-from callserver.engines.base import Engine, EngineOptions
+from callserver.engines.base import Engine, EngineOptions, ReattachPolicy
 from callserver.engines.registry import build_engines
 from callserver.engines.rest import DeadlineRest
 from callserver.metrics import Metrics
@@ -100,7 +100,12 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
         )
         engines = build_engines(
             rest,
-            EngineOptions(settings.openai_base_url, api_key, recording_dir=settings.recording_dir),
+            EngineOptions(
+                settings.openai_base_url,
+                api_key,
+                recording_dir=settings.recording_dir,
+                reattach=ReattachPolicy(settings.reattach_budget_s),
+            ),
         )
         await warm_up(holder, engines)
         recorder_factory = make_recorder_factory(settings, holder)

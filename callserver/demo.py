@@ -87,8 +87,8 @@ async def run_demo(config: Path) -> int:
                 f"session.update: {short(handoff['session']['instructions'])}",
             )
 
-            say("caller", "hangs up (the TCP connection drops, no close frame)")
-            await conn.drop()
+            say("caller", "hangs up (the call ends; its websocket drops, no close frame)")
+            await fake.caller_hangs_up(call_id)
             record = None
             for _ in range(200):
                 record = await server.services.manager.registry.get(call_id)

@@ -40,6 +40,11 @@ CLEANUP_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 """Hangup -> slot freed and record finalised: should be ms; seconds means something hangs."""
 
+GAP_BUCKETS: tuple[float, ...] = (
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0,
+)  # fmt: skip
+"""A reattach normally takes a round trip or two; seconds mean backoff; the budget caps it."""
+
 CALL_DURATION_BUCKETS: tuple[float, ...] = (
     1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
 )  # fmt: skip
@@ -240,6 +245,20 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self._reattaches = Counter(
+            "callserver_reattaches_total",
+            "Dropped control connections, by engine and outcome: back (reattached), gone "
+            "(the call had ended), given_up (not regained within the budget: hung up).",
+            ["engine", "outcome"],
+            registry=r,
+        )
+        self._control_gap = Histogram(
+            "callserver_control_gap_seconds",
+            "Time a call spent without its control connection, per drop.",
+            ["engine"],
+            buckets=GAP_BUCKETS,
+            registry=r,
+        )
         self._draining = Gauge(
             "callserver_draining", "1 while the instance drains and takes no calls.", registry=r
         )
@@ -267,6 +286,11 @@ class Metrics:
 
     def webhook_rejected(self, reason: str) -> None:
         self._webhook_rejected.labels(self._webhook_reason(reason)).inc()
+
+    def control_event(self, engine: str, outcome: str, gap_s: float) -> None:
+        """A drop of a call's control connection ended: ``back``, ``gone`` or ``given_up``."""
+        self._reattaches.labels(self._engine(engine), outcome).inc()
+        self._control_gap.labels(self._engine(engine)).observe(gap_s)
 
     def webhook_other_engine(self, engine: str) -> None:
         self._other_engine.labels(self._engine(engine)).inc()

@@ -44,6 +44,9 @@ class Settings(BaseModel):
     max_call_duration_s: Annotated[float, Field(gt=0)] = 55 * 60
     """Cap for every call; OpenAI ends sessions at 60 minutes."""
     drain_timeout_s: Annotated[float, Field(ge=0)] = 30.0
+    reattach_budget_s: Annotated[float, Field(ge=0, le=300)] = 10.0
+    """How long a call whose control connection dropped may take to be reattached before it
+    is hung up (``control_lost``). The call itself survives the drop at OpenAI."""
     http_timeout_s: Annotated[float, Field(gt=0)] = 2.0
     """Per-request timeout for OpenAI REST calls."""
     max_webhook_body_bytes: int = 64 * 1024
@@ -151,6 +154,7 @@ class Settings(BaseModel):
             "max_concurrent_calls": "CALLSERVER_MAX_CALLS",
             "fleet_max_calls": "CALLSERVER_FLEET_MAX_CALLS",
             "ring_deadline_s": "CALLSERVER_RING_DEADLINE",
+            "reattach_budget_s": "CALLSERVER_REATTACH_BUDGET",
             "max_call_duration_s": "CALLSERVER_MAX_CALL_DURATION",
             "drain_timeout_s": "CALLSERVER_DRAIN_TIMEOUT",
             "http_timeout_s": "CALLSERVER_HTTP_TIMEOUT",

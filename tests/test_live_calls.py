@@ -195,18 +195,25 @@ async def test_session_closed_reasons_map_to_end_reasons(
         assert not fake_openai.hangup_observed(session_id)
 
 
-async def test_sideband_lost_without_session_closed_hangs_up(
+async def test_sideband_not_regained_within_the_budget_hangs_up(
     start_callserver, fake_openai: FakeOpenAI
 ) -> None:
-    """A dropped sideband does not end a Live call: nobody would run its tools any more, so
-    callserver hangs it up (control_lost) rather than leave the caller with a deaf agent."""
-    server = await start_callserver(LIVE_DESK)
+    """A dropped sideband does not end a Live call. If it cannot be reattached within the
+    budget, nobody would run the call's tools any more, so callserver hangs it up
+    (control_lost) rather than leave the caller with a deaf agent."""
+    from callserver.engines.base import ReattachPolicy
+
+    server = await start_callserver(LIVE_DESK, reattach_budget_s=0.4)
+    assert server.services.manager.engines["live"]._options.reattach == ReattachPolicy(0.4)  # type: ignore[attr-defined]
     session_id, _ = await place_live_call(server, fake_openai)
     sideband = await fake_openai.live.wait_attached(session_id)
+    fake_openai.fail("attach", 503, times=1000, call_id=session_id)
     await sideband.drop()
     record = await ended_record(server, session_id)
-    assert record.end_reason == "control_lost"
-    assert fake_openai.hangup_observed(session_id)
+    assert record.end_reason == "control_lost" and fake_openai.hangup_observed(session_id)
+    attempts = fake_openai.requests_for(session_id, "attach")
+    assert len(attempts) >= 3 and {a.status for a in attempts[1:]} == {503}
+    assert record.reattaches == 0 and record.control_gap_s >= 0.4
 
 
 async def test_idle_caller_is_prompted_then_hung_up(

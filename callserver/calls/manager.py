@@ -28,7 +28,7 @@ from callserver.graph.routes import RouteResult
 from callserver.graph.spec import Config
 from callserver.logs import bind_call
 from callserver.metrics import Metrics
-from callserver.records.recorder import NULL_RECORDER, RecorderFactory
+from callserver.records.recorder import RecorderFactory
 from callserver.settings import Settings
 from callserver.webhooks.openai import IncomingCall
 
@@ -254,12 +254,11 @@ class CallManager:
                 "engine": engine.name,
             },
         )
-        tap = None if recorder is NULL_RECORDER else recorder.record
         session = CallSession(
             record=record,
             built=built,
             context=context,
-            engine_call=engine.attach(record.call_id, built, tap),
+            engine=engine,
             listeners=[handle.on_signal],
             metrics=self.metrics,
             recorder=recorder,

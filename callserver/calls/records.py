@@ -78,6 +78,10 @@ class CallRecord:
     usage: dict[str, float] = dataclasses.field(default_factory=dict)
     """Realtime: tokens summed over responses. Live: also ``seconds``, the latest cumulative
     billable duration the session reported (never summed)."""
+    reattaches: int = 0
+    """Times the control connection dropped and was regained (the call went on)."""
+    control_gap_s: float = 0.0
+    """Total time without control (between a drop and the reattach, or the end)."""
     transfer_target: str | None = None
     """Set once a REFER succeeded: the call then ends as ``transferred`` whatever closes it."""
     recording: dict[str, Any] | None = None
@@ -133,6 +137,8 @@ class CallRecord:
             "guardrail_trips": self.guardrail_trips,
             "errors": list(self.errors),
             "usage": dict(self.usage),
+            "reattaches": self.reattaches,
+            "control_gap_s": round(self.control_gap_s, 3),
             "transfer_target": self.transfer_target,
             "recording": dict(self.recording) if self.recording else None,
         }

@@ -21,7 +21,7 @@ from agents.realtime.model_events import RealtimeModelOtherEvent, RealtimeModelR
 from callserver.calls.dtmf import CallControlsLike, CallKeypadActions, Keypad
 from callserver.calls.idle import IdleWatch
 from callserver.calls.records import CallRecord, ToolCall
-from callserver.engines.base import EngineCall, PostCallJob, StreamEnd
+from callserver.engines.base import ControlEvent, Engine, EngineCall, PostCallJob, StreamEnd
 from callserver.engines.signals import Signal
 from callserver.graph.context import CallToolContext
 from callserver.graph.spec import BuiltGraph
@@ -44,7 +44,7 @@ class CallSession:
         record: CallRecord,
         built: BuiltGraph,
         context: CallToolContext,
-        engine_call: EngineCall,
+        engine: Engine,
         listeners: list[SignalListener],
         metrics: Metrics,
         recorder: CallRecorder = NULL_RECORDER,
@@ -58,7 +58,8 @@ class CallSession:
         self._record = record
         self._built = built
         self._context = context
-        self._engine_call = engine_call
+        tap = None if recorder is NULL_RECORDER else recorder.record
+        self._engine_call: EngineCall = engine.attach(record.call_id, built, tap, self.on_control)
         self._listeners = listeners
         self.session: RealtimeSession | None = None
         self._open_tools: dict[str, list[ToolCall]] = {}
@@ -135,6 +136,19 @@ class CallSession:
         keypad = Keypad(plan, actions, call_id=self._record.call_id)
         self._listeners.append(keypad.on_signal)
         return asyncio.create_task(keypad.run(), name=f"dtmf:{self._record.call_id}")
+
+    def on_control(self, event: ControlEvent, gap_s: float) -> None:
+        """The engine's control connection dropped (``lost``) or the drop ended: counted on
+        the record and in metrics (the engine reattaches by itself)."""
+        record = self._record
+        self._recorder.record("control", {"event": event, "gap_s": round(gap_s, 3)})
+        if event == "lost":
+            log.warning("control connection lost", extra={"call_id": record.call_id})
+            return
+        record.control_gap_s += gap_s
+        if event == "back":
+            record.reattaches += 1
+        self._metrics.control_event(record.engine, event, gap_s)
 
     def post_call_job(self) -> PostCallJob | None:
         """The engine's work for after the call (see ``EngineCall.post_call_job``)."""

@@ -13,7 +13,7 @@ import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from agents.realtime.model import RealtimeModel, RealtimeModelConfig
 from agents.realtime.model_inputs import RealtimeModelSendEvent
@@ -31,6 +31,23 @@ PostCallJob = Callable[[threading.Event], dict[str, Any]]
 returns what goes on the record (e.g. a downloaded recording's file)."""
 
 
+ControlEvent = Literal["lost", "back", "gone", "given_up"]
+ControlObserver = Callable[[ControlEvent, float], None]
+"""Told when control drops (``lost``, 0), comes back (``back``, seconds without control),
+turns out to be over (``gone``: the call ended meanwhile) or cannot be regained
+(``given_up``); the call session counts these on the record and in metrics."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReattachPolicy:
+    """How hard to regain a dropped control connection: ``budget_s`` in all, with jittered
+    waits growing from ``initial_s`` to ``max_s`` (see ``engines/reattach.py``)."""
+
+    budget_s: float = 10.0
+    initial_s: float = 0.05
+    max_s: float = 1.0
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class EngineOptions:
     """What every engine is built from: one base URL for every OpenAI URL, one key."""
@@ -38,6 +55,7 @@ class EngineOptions:
     base_url: str
     api_key: str
     recording_dir: Path = Path("recordings")
+    reattach: ReattachPolicy = ReattachPolicy()
 
 
 class CallControl(Protocol):
@@ -127,5 +145,12 @@ class Engine(Protocol):
     async def accept_body(self, built: BuiltGraph, context: CallToolContext) -> dict[str, Any]:
         """The accept request's body, from the same graph source as the session."""
 
-    def attach(self, call_id: str, built: BuiltGraph, tap: FrameTap | None) -> EngineCall:
-        """A fresh per-call adapter (a model object connects exactly once)."""
+    def attach(
+        self,
+        call_id: str,
+        built: BuiltGraph,
+        tap: FrameTap | None,
+        observer: ControlObserver | None = None,
+    ) -> EngineCall:
+        """A fresh per-call adapter (a model object connects exactly once); ``observer``
+        hears about drops and reattaches of its control connection."""

@@ -98,7 +98,7 @@ async def tool_call(fake: FakeOpenAI, server: RunningServer) -> str:
     await asyncio.sleep(0.05)
     await conn.send(ev.assistant_turn("It is sunny in Paris, 72 degrees."))
     await asyncio.sleep(0.05)
-    await conn.drop()
+    await fake.caller_hangs_up(call_id)
     await _ended(server, call_id)
     return call_id
 
@@ -112,7 +112,7 @@ async def handoff_and_back(fake: FakeOpenAI, server: RunningServer) -> str:
     await conn.send(ev.function_call_turn("transfer_to_customer_service", {}))
     await conn.expect("session.update", lambda e: "main customer service" in str(e))
     await asyncio.sleep(0.1)
-    await conn.drop()
+    await fake.caller_hangs_up(call_id)
     await _ended(server, call_id)
     return call_id
 
@@ -124,7 +124,7 @@ async def guardrail_trip(fake: FakeOpenAI, server: RunningServer) -> str:
     await conn.send(ev.assistant_turn(text)[:-2])  # the response is still in progress
     await conn.expect("response.cancel", timeout=5)
     await asyncio.sleep(0.2)
-    await conn.drop()
+    await fake.caller_hangs_up(call_id)
     await _ended(server, call_id)
     return call_id
 
@@ -143,7 +143,7 @@ async def barge_in(fake: FakeOpenAI, server: RunningServer) -> str:
     await asyncio.sleep(0.1)
     await conn.send(ev.assistant_turn("Of course, one moment."))
     await asyncio.sleep(0.05)
-    await conn.drop()
+    await fake.caller_hangs_up(call_id)
     await _ended(server, call_id)
     return call_id
 
@@ -154,7 +154,7 @@ async def hangup_during_tool(fake: FakeOpenAI, server: RunningServer) -> str:
     args = {"date": "2026-12-01", "time": "14:30", "service": "haircut"}
     await conn.send(ev.function_call_turn(SLOW_TOOL, args))
     await asyncio.sleep(0.2)
-    await conn.drop()
+    await fake.caller_hangs_up(call_id)
     await _ended(server, call_id)
     return call_id
 

@@ -272,7 +272,13 @@ class Replayer:
             except AssertionError:
                 replay.diverge(0.0, 0, "callserver never opened the websocket")
             else:
-                await replay.drive(conn)
+
+                async def reconnected(index: int) -> Connection:
+                    if live:
+                        return await fake.live.wait_attached(call_id, self.timeout, index=index)
+                    return await fake.wait_connected(call_id, self.timeout, index=index)
+
+                await replay.drive(conn, reconnected)
                 await self._end_like_recording(replay, conn)
         try:
             await manager.wait_ended(call_id, self.timeout)
@@ -301,7 +307,7 @@ class Replayer:
         manager = self.server.services.manager
         reason = replay.end_reason
         if replay.failed or reason is None or reason in CALLER_END_REASONS:
-            await conn.drop()
+            await self._caller_hangs_up(replay.call_id)
         elif reason in EXTERNAL_END_REASONS:
             await manager.end(replay.call_id, reason, hangup=True)
         else:
@@ -314,7 +320,15 @@ class Replayer:
                     0,
                     f"expected callserver to end the call ({reason}); it did not",
                 )
-                await conn.drop()
+                await self._caller_hangs_up(replay.call_id)
+
+    async def _caller_hangs_up(self, call_id: str) -> None:
+        """End the call at the fake (a dropped socket alone is not a hangup: callserver would
+        reattach); callserver then finds it gone."""
+        if call_id.startswith("live_"):
+            await self.fake.live.caller_hangs_up(call_id)
+        else:
+            await self.fake.caller_hangs_up(call_id)
 
 
 def find_cassettes(paths: Iterable[Path | str]) -> list[Path]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from callserver.records.cassette_reader import Cassette, Entry
@@ -26,7 +27,9 @@ __all__ = ["CallReplay", "Divergence"]
 Connection = FakeConnection | FakeSideband
 """The fake's side of a call's control connection: a Realtime websocket or a Live sideband."""
 
-EXTERNAL_END_REASONS = frozenset({"max_duration", "idle_timeout", "shutdown", "admin_hangup"})
+EXTERNAL_END_REASONS = frozenset(
+    {"max_duration", "idle_timeout", "shutdown", "admin_hangup", "control_lost"}
+)
 """Ends a replay cannot wait for (timers, operators): the replay ends the call the same way."""
 CALLER_END_REASONS = frozenset({"caller_hangup", "caller_gone"})
 GUARDRAIL_GRACE_S = 1.0
@@ -81,6 +84,8 @@ class CallReplay:
         self.settle = settle
         self.divergences: list[Divergence] = []
         self.ws: list[Entry] = [e for e in cassette.entries if e.kind in ("ws_in", "ws_out")]
+        self.drops: set[int] = _drop_positions(cassette.entries)
+        """Positions in ``ws`` before which the recorded control connection dropped."""
         self.calls: dict[str, tuple[str, str]] = {}
         self.expected: list[_Expected] = []
         self._tool_outputs: dict[str, list[tuple[Any, str]]] = {}
@@ -226,10 +231,26 @@ class CallReplay:
 
     # -- driving the connection -----------------------------------------------------------------
 
-    async def drive(self, conn: Connection) -> None:
-        """Play the recorded server events, paced by the client's events."""
+    async def drive(
+        self, conn: Connection, reconnected: Callable[[int], Awaitable[Connection]]
+    ) -> None:
+        """Play the recorded server events, paced by the client's events. Where the recorded
+        control connection dropped, the replay drops it too, at the same point, and goes on
+        on the connection callserver reattaches (``reconnected(n)``: the n-th connection)."""
         skipped_greeting = False
+        connections = 1
         for position, entry in enumerate(self.ws):
+            if position in self.drops:
+                if not await self._wait_matched(position, conn):
+                    return
+                await conn.drop()
+                try:
+                    conn = await reconnected(connections)
+                except AssertionError:
+                    self.diverge(entry.t, self._turn_at(position), "callserver did not reattach")
+                    return
+                connections += 1
+                skipped_greeting = False
             if entry.kind != "ws_in":
                 continue
             event = entry.data["event"]
@@ -381,6 +402,18 @@ def _parsed(arguments: Any) -> Any:
         except ValueError:
             return arguments
     return arguments
+
+
+def _drop_positions(entries: list[Entry]) -> set[int]:
+    """For each recorded ``control: lost``, the index (among ws frames) of the next frame."""
+    positions: set[int] = set()
+    count = 0
+    for entry in entries:
+        if entry.kind in ("ws_in", "ws_out"):
+            count += 1
+        elif entry.kind == "control" and entry.data.get("event") == "lost":
+            positions.add(count)
+    return positions
 
 
 def _our_own_close(event: dict[str, Any]) -> bool:

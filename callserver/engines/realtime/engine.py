@@ -9,6 +9,7 @@ from urllib.parse import quote
 from agents.realtime.model_inputs import RealtimeModelSendEvent, RealtimeModelSendRawMessage
 
 from callserver.engines.base import (
+    ControlObserver,
     EngineOptions,
     FrameTap,
     PostCallJob,
@@ -37,11 +38,19 @@ class RealtimeCall:
     """One call's SDK model on ``/realtime?call_id=...``."""
 
     def __init__(
-        self, call_id: str, built: BuiltGraph, url: str, api_key: str, tap: FrameTap | None
-    ):
-        self.model = sdk.make_model(built.model, tap)
+        self,
+        call_id: str,
+        built: BuiltGraph,
+        url: str,
+        options: EngineOptions,
+        tap: FrameTap | None,
+        observer: ControlObserver | None,
+    ) -> None:
+        self.model = sdk.make_model(
+            built.model, tap, call_id=call_id, policy=options.reattach, observer=observer
+        )
         self.model_config = sdk.model_config(
-            call_id=call_id, url=url, api_key=api_key, settings=built.model_settings
+            call_id=call_id, url=url, api_key=options.api_key, settings=built.model_settings
         )
 
     def signals(self, message: dict[str, Any]) -> Sequence[Signal]:
@@ -59,9 +68,13 @@ class RealtimeCall:
         return self.say(text)
 
     def stream_end(self, error: BaseException | None) -> StreamEnd:
-        """The SDK raises the websocket's close (1006 and friends) from the iterator, or the
-        iterator just stops on a clean close: for a SIP call either is the caller gone."""
+        """The control websocket reattaches after any drop (``connection.py``), so the
+        stream only stops for good when the call is gone (the reattach was refused: the
+        caller hung up) or control could not be regained within the budget."""
         del error
+        connection = self.model.connection if isinstance(self.model, sdk.CallSIPModel) else None
+        if connection is not None and connection.outcome == "lost":
+            return StreamEnd("control_lost", hangup=True)
         return StreamEnd("caller_hangup", hangup=False)
 
     def connect_failed(self, error: BaseException) -> StreamEnd:
@@ -84,7 +97,7 @@ class RealtimeEngine:
     def __init__(self, rest: DeadlineRest, options: EngineOptions) -> None:
         self.control = RealtimeControl(rest)
         self._ws_base = ws_base(options.base_url.rstrip("/"))
-        self._api_key = options.api_key
+        self._options = options
 
     def url(self, call_id: str) -> str:
         """Control websocket URL for one call."""
@@ -99,5 +112,11 @@ class RealtimeEngine:
             context=context,
         )
 
-    def attach(self, call_id: str, built: BuiltGraph, tap: FrameTap | None) -> RealtimeCall:
-        return RealtimeCall(call_id, built, self.url(call_id), self._api_key, tap)
+    def attach(
+        self,
+        call_id: str,
+        built: BuiltGraph,
+        tap: FrameTap | None,
+        observer: ControlObserver | None = None,
+    ) -> RealtimeCall:
+        return RealtimeCall(call_id, built, self.url(call_id), self._options, tap, observer)
