@@ -199,7 +199,8 @@ async def test_no_analysis_block_no_request(
     assert ended["data"]["analysis"] is None
     assert ended["data"]["transcript_redactions"] == ["phone"]
     assert CARD in ended["data"]["transcript"][0]["text"]  # only phone numbers are hidden
-    await server.services.analysis.aclose()  # nothing pending, nothing in flight
+    # A job would have been committed with call.ended, in the same transaction.
+    assert await server.services.analysis.pending_count() == 0
     assert fake_openai.responses.requests == []
 
 

@@ -154,6 +154,7 @@ class AnalysisQueue:
         self._submits: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._records: dict[str, CallRecord] = {}
+        self._closed = False
 
     # ---- producing --------------------------------------------------------------------------
 
@@ -169,9 +170,10 @@ class AnalysisQueue:
             events = await asyncio.to_thread(prepare)
             also = _insert(events.job) if events.job is not None else None
             if events.job is not None and record is not None:
-                self._records[events.job.webhook_id] = record
-                record.analysis = {"status": "pending", "webhook_id": events.job.webhook_id}
+                self._records[events.job.webhook_id] = record  # before the worker can see it
             await self._outbox.enqueue(events.event, webhook_id=events.webhook_id, also=also)
+            if events.job is not None and record is not None and record.analysis is None:
+                record.analysis = {"status": "pending", "webhook_id": events.job.webhook_id}
         except Exception:
             log.exception(
                 "post-call event could not be stored; it is lost", extra={"call_id": call_id}
@@ -189,6 +191,9 @@ class AnalysisQueue:
         self._worker = asyncio.create_task(self._run(), name="analysis-worker")
 
     async def aclose(self, *, submit_timeout_s: float = 5.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._submits:
             await asyncio.wait(set(self._submits), timeout=submit_timeout_s)
         worker, self._worker = self._worker, None

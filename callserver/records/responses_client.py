@@ -153,6 +153,12 @@ class ResponsesClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    async def __aenter__(self) -> ResponsesClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     async def create(
         self, body: dict[str, Any], *, timeout_s: float, max_attempts: int
     ) -> ResponsesAnswer:

@@ -111,7 +111,7 @@ def _response(body: dict[str, Any], content: list[dict[str, Any]], **extra: Any)
         "text": body.get("text") or {"format": {"type": "text"}},
         "usage": {
             "input_tokens": usage_in,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": usage_out,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": usage_in + usage_out,
@@ -244,13 +244,14 @@ class FakeResponses:
             record.errors = errors
             self.schema_errors.append(errors)
             return 400, error_body("Invalid request: " + "; ".join(errors)[:2000]), {}
+        # The script is consumed in arrival order, even by requests held by a delay.
+        step = next((s for s in self._script if s.remaining > 0), None)
+        if step is not None:
+            step.remaining -= 1
         if (rule := take_rule(self._delays, "responses", None)) is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(rule.seconds):
                     await self._release.wait()
-        step = next((s for s in self._script if s.remaining > 0), None)
-        if step is not None:
-            step.remaining -= 1
         return self._answer(step, body)
 
     def _answer(
