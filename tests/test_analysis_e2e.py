@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pytest_httpserver import HTTPServer
-
 from callserver.testing import server_events as ev
 from callserver.testing.fake_openai import FakeOpenAI
 from callserver.testing.harness import RunningServer
-from tests.analysis_support import EventReceiver, postcall_settings, write_graph
+from callserver.testing.postcall_receiver import PostCallReceiver
+from tests.analysis_support import postcall_settings, write_graph
 from tests.conftest import StartServer
 from tests.e2e import ended_record, place_call, wait_for
 from tests.test_operations import scrape, value
@@ -60,10 +59,9 @@ def analysis_input(request: Any) -> dict[str, Any]:
 async def test_call_ends_then_analysis_is_requested_and_delivered(
     start_callserver: StartServer,
     fake_openai: FakeOpenAI,
-    httpserver: HTTPServer,
+    receiver: PostCallReceiver,
     tmp_path: Path,
 ) -> None:
-    receiver = EventReceiver(httpserver)
     server = await start_callserver(**postcall_settings(receiver, tmp_path))
     fake_openai.responses.delay(0.5)  # a slow analysis must not hold anything up
     fake_openai.responses.answer(RESULT)
@@ -121,10 +119,9 @@ async def test_call_ends_then_analysis_is_requested_and_delivered(
 async def test_server_errors_are_retried_then_reported_as_failed(
     start_callserver: StartServer,
     fake_openai: FakeOpenAI,
-    httpserver: HTTPServer,
+    receiver: PostCallReceiver,
     tmp_path: Path,
 ) -> None:
-    receiver = EventReceiver(httpserver)
     config = write_graph(tmp_path, attempts=3)
     server = await start_callserver(config, **postcall_settings(receiver, tmp_path))
     fake_openai.responses.fail(500, times=3, retry_after=0)
@@ -146,10 +143,9 @@ async def test_server_errors_are_retried_then_reported_as_failed(
 async def test_a_retry_that_succeeds(
     start_callserver: StartServer,
     fake_openai: FakeOpenAI,
-    httpserver: HTTPServer,
+    receiver: PostCallReceiver,
     tmp_path: Path,
 ) -> None:
-    receiver = EventReceiver(httpserver)
     server = await start_callserver(write_graph(tmp_path), **postcall_settings(receiver, tmp_path))
     fake_openai.responses.fail(429, retry_after=0)  # then the fake's default: a valid answer
     await talk_and_hang_up(server, fake_openai, tool=False)
@@ -163,10 +159,9 @@ async def test_a_retry_that_succeeds(
 async def test_an_answer_that_breaks_the_schema_is_reported_as_failed(
     start_callserver: StartServer,
     fake_openai: FakeOpenAI,
-    httpserver: HTTPServer,
+    receiver: PostCallReceiver,
     tmp_path: Path,
 ) -> None:
-    receiver = EventReceiver(httpserver)
     server = await start_callserver(write_graph(tmp_path), **postcall_settings(receiver, tmp_path))
     bad = {
         "summary": "ok",
@@ -188,10 +183,9 @@ async def test_an_answer_that_breaks_the_schema_is_reported_as_failed(
 async def test_no_analysis_block_no_request(
     start_callserver: StartServer,
     fake_openai: FakeOpenAI,
-    httpserver: HTTPServer,
+    receiver: PostCallReceiver,
     tmp_path: Path,
 ) -> None:
-    receiver = EventReceiver(httpserver)
     config = write_graph(tmp_path, analysis=False, extra="redact: [phone]\n")
     server = await start_callserver(config, **postcall_settings(receiver, tmp_path))
     await talk_and_hang_up(server, fake_openai, tool=False)
@@ -207,10 +201,9 @@ async def test_no_analysis_block_no_request(
 async def test_a_call_never_answered_is_not_analysed(
     start_callserver: StartServer,
     fake_openai: FakeOpenAI,
-    httpserver: HTTPServer,
+    receiver: PostCallReceiver,
     tmp_path: Path,
 ) -> None:
-    receiver = EventReceiver(httpserver)
     server = await start_callserver(write_graph(tmp_path), **postcall_settings(receiver, tmp_path))
     fake_openai.fail("accept", 404)  # the caller hung up while it rang
     call_id, _ = await place_call(server, fake_openai)

@@ -6,13 +6,12 @@ import asyncio
 import signal
 from pathlib import Path
 
-from pytest_httpserver import HTTPServer
-
 from callserver.testing import server_events as ev
 from callserver.testing.fake_openai import FakeOpenAI
 from callserver.testing.harness import TEST_WEBHOOK_SECRET, free_port
+from callserver.testing.postcall_receiver import PostCallReceiver
 from callserver.testing.process import start_serve, wait_ready
-from tests.analysis_support import POSTCALL_SECRET, EventReceiver
+from tests.analysis_support import POSTCALL_SECRET
 from tests.conftest import ROOT
 from tests.test_analysis_e2e import RESULT
 from tests.test_process import service_env
@@ -27,9 +26,8 @@ async def serve(env: dict[str, str], log: Path) -> tuple[asyncio.subprocess.Proc
 
 
 async def test_analysis_survives_kill_9_after_the_call_ended(
-    fake_openai: FakeOpenAI, httpserver: HTTPServer, tmp_path: Path
+    fake_openai: FakeOpenAI, receiver: PostCallReceiver, tmp_path: Path
 ) -> None:
-    receiver = EventReceiver(httpserver)
     env = service_env(
         fake_openai,
         CALLSERVER_POSTCALL_URLS=receiver.url,
