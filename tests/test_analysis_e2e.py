@@ -4,15 +4,19 @@ signed-event receiver, all on loopback sockets."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from callserver.demo import run_demo
 from callserver.testing import server_events as ev
 from callserver.testing.fake_openai import FakeOpenAI
 from callserver.testing.harness import RunningServer
 from callserver.testing.postcall_receiver import PostCallReceiver
 from tests.analysis_support import postcall_settings, write_graph
-from tests.conftest import StartServer
+from tests.conftest import DEFAULT_CONFIG, StartServer
 from tests.e2e import ended_record, place_call, wait_for
 from tests.test_operations import scrape, value
 
@@ -213,3 +217,15 @@ async def test_a_call_never_answered_is_not_analysed(
     assert ended["data"]["analysis"] is None
     await wait_for(lambda: record.analysis is None)
     assert fake_openai.responses.requests == []
+
+
+async def test_the_demo_prints_the_analysis(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    level = root.level
+    try:
+        assert await run_demo(DEFAULT_CONFIG) == 0
+    finally:
+        root.setLevel(level)
+    out = capsys.readouterr().out
+    assert "call.analyzed completed" in out
+    assert 'success {"achieved": true' in out
