@@ -32,6 +32,11 @@ analysis:
 """
 
 
+def analysis_block(*, timeout: str = "5s", attempts: int = 3) -> str:
+    """An ``analysis:`` block asking for a summary, two fields and a verdict."""
+    return ANALYSIS.format(timeout=timeout, attempts=attempts)
+
+
 def write_graph(
     tmp_path: Path,
     *,
@@ -42,7 +47,7 @@ def write_graph(
     extra: str = "",
 ) -> Path:
     """A one-agent graph file, with an ``analysis:`` block unless told otherwise."""
-    body = (ANALYSIS.format(timeout=timeout, attempts=attempts) if analysis else "") + extra
+    body = (analysis_block(timeout=timeout, attempts=attempts) if analysis else "") + extra
     path = tmp_path / f"{name}.yaml"
     path.write_text(GRAPH.format(name=name, extra=body), encoding="utf-8")
     return path

@@ -3,21 +3,18 @@ signed-event receiver, all on loopback sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from callserver.demo import run_demo
 from callserver.testing import server_events as ev
 from callserver.testing.fake_openai import FakeOpenAI
 from callserver.testing.harness import RunningServer
 from callserver.testing.postcall_receiver import PostCallReceiver
-from tests.analysis_support import postcall_settings, write_graph
-from tests.conftest import DEFAULT_CONFIG, StartServer
-from tests.e2e import ended_record, place_call, wait_for
+from tests.analysis_support import analysis_block, postcall_settings, write_graph
+from tests.conftest import StartServer
+from tests.e2e import ended_record, place_call, place_live_call, wait_for
 from tests.test_operations import scrape, value
 
 CARD = "4111 1111 1111 1111"
@@ -219,13 +216,46 @@ async def test_a_call_never_answered_is_not_analysed(
     assert fake_openai.responses.requests == []
 
 
-async def test_the_demo_prints_the_analysis(capsys: pytest.CaptureFixture[str]) -> None:
-    root = logging.getLogger()
-    level = root.level
-    try:
-        assert await run_demo(DEFAULT_CONFIG) == 0
-    finally:
-        root.setLevel(level)
-    out = capsys.readouterr().out
-    assert "call.analyzed completed" in out
-    assert 'success {"achieved": true' in out
+LIVE_GRAPH = """\
+name: live_desk
+engine: live
+start: desk
+live:
+  backend_model: gpt-5-mini
+  turn_gap: 0.1s
+agents:
+  desk:
+    instructions: You answer calls for a test business.
+    tools: [end_call]
+"""
+
+
+async def test_a_gpt_live_call_is_analysed_the_same_way(
+    start_callserver: StartServer,
+    fake_openai: FakeOpenAI,
+    receiver: PostCallReceiver,
+    tmp_path: Path,
+) -> None:
+    """The analysis reads the call record, whatever engine filled it."""
+    config = tmp_path / "live_desk.yaml"
+    config.write_text(LIVE_GRAPH + analysis_block() + "redact: [card]\n")
+    server = await start_callserver(config, **postcall_settings(receiver, tmp_path))
+    live = fake_openai.live
+    session_id, _ = await place_live_call(server, fake_openai)
+    await live.wait_attached(session_id)
+    await live.caller_says(session_id, f"My card is {CARD}, I have a billing question.")
+    await asyncio.sleep(0.2)  # the turn gap: the caller's turn is over
+    await live.agent_says(session_id, "Billing can help you with that.")
+    await asyncio.sleep(0.2)
+    await live.caller_hangs_up(session_id)
+    record = await ended_record(server, session_id, timeout=10)
+    assert record.engine == "live"
+    [(analyzed, _)] = await receiver.wait("call.analyzed")
+    assert analyzed["data"]["status"] == "completed" and analyzed["data"]["graph"] == "live_desk"
+    [request] = fake_openai.responses.requests
+    sent = analysis_input(request)
+    assert [(t["role"], t["text"]) for t in sent["transcript"]] == [
+        ("caller", "My card is [card], I have a billing question."),
+        ("agent", "Billing can help you with that."),
+    ]
+    assert sent["call"]["end_reason"] == record.end_reason
