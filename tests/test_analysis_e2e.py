@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from callserver.testing import server_events as ev
 from callserver.testing.fake_openai import FakeOpenAI
@@ -259,3 +262,31 @@ async def test_a_gpt_live_call_is_analysed_the_same_way(
         ("agent", "Billing can help you with that."),
     ]
     assert sent["call"]["end_reason"] == record.end_reason
+
+
+async def test_cassettes_follow_the_recording_settings_not_redact(
+    start_callserver: StartServer,
+    fake_openai: FakeOpenAI,
+    receiver: PostCallReceiver,
+    tmp_path: Path,
+) -> None:
+    """``redact:`` is about what leaves the process; a cassette is what the operator chose
+    to record (CALLSERVER_RECORDING_REDACT), so it still replays the call as it was."""
+    recordings = tmp_path / "recordings"
+    server = await start_callserver(
+        **postcall_settings(receiver, tmp_path), recording_mode="on", recording_dir=recordings
+    )
+    await talk_and_hang_up(server, fake_openai, tool=False)
+    [(ended, _)] = await receiver.wait("call.ended")
+    assert "[card]" in ended["data"]["transcript"][0]["text"]
+    [cassette] = recordings.rglob("*.cassette.jsonl")
+    assert CARD in cassette.read_text()
+
+
+async def test_analysis_needs_post_call_receivers(
+    start_callserver: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="callserver.records.post_call_service"):
+        server = await start_callserver()
+    assert server.services.analysis is None and server.services.outbox is None
+    assert "['frontdesk'] have an analysis: block but CALLSERVER_POSTCALL_URLS" in caplog.text
