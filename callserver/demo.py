@@ -10,7 +10,6 @@ network access, no credentials.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import tempfile
@@ -19,6 +18,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from callserver.calls.records import CallRecord
 from callserver.settings import Settings
 from callserver.testing import server_events as ev
 from callserver.testing.fake_openai import FakeOpenAI
@@ -59,6 +59,14 @@ def short(value: Any, limit: int = 90) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+async def ended(server: RunningServer, call_id: str, timeout: float = 3.0) -> CallRecord:
+    """The call's record once it has ended (the end path runs in the background)."""
+    await server.services.manager.wait_ended(call_id, timeout)
+    record = await server.services.manager.registry.get(call_id)
+    assert record is not None and record.state.value == "ended"
+    return record
 
 
 def _scripted_analysis(body: dict[str, Any]) -> dict[str, Any]:
@@ -180,13 +188,7 @@ async def _play(
 
         say("caller", "hangs up (the TCP connection drops, no close frame)")
         await conn.drop()
-        record = None
-        for _ in range(200):
-            record = await server.services.manager.registry.get(call_id)
-            if record is not None and record.state.value == "ended":
-                break
-            await asyncio.sleep(0.01)
-        assert record is not None
+        record = await ended(server, call_id)
         summary = record.summary()
         say("callserver", f"call ended: {summary['end_reason']}")
         say("", f"agents {summary['agents_visited']}")

@@ -16,7 +16,7 @@ from callserver.testing.fake_openai import FakeOpenAI
 from callserver.testing.harness import RunningServer
 from callserver.testing.postcall_receiver import PostCallReceiver
 from tests.analysis_support import analysis_block, postcall_settings, write_graph
-from tests.conftest import StartServer
+from tests.conftest import DEFAULT_CONFIG, StartServer
 from tests.e2e import ended_record, place_call, place_live_call, wait_for
 from tests.test_operations import scrape, value
 
@@ -31,6 +31,18 @@ RESULT = {
     },
     "success": {"achieved": True, "reason": "The weather question was answered."},
 }
+
+
+@pytest.fixture
+def start_with_events(
+    start_callserver: StartServer, receiver: PostCallReceiver, tmp_path: Path
+) -> StartServer:
+    """Like ``start_callserver``, with post-call events (and so analysis) on."""
+
+    async def start(config: Path = DEFAULT_CONFIG, **overrides: Any) -> RunningServer:
+        return await start_callserver(config, **postcall_settings(receiver, tmp_path), **overrides)
+
+    return start
 
 
 async def talk_and_hang_up(server: RunningServer, fake: FakeOpenAI, *, tool: bool = True) -> str:
@@ -61,12 +73,9 @@ def analysis_input(request: Any) -> dict[str, Any]:
 
 
 async def test_call_ends_then_analysis_is_requested_and_delivered(
-    start_callserver: StartServer,
-    fake_openai: FakeOpenAI,
-    receiver: PostCallReceiver,
-    tmp_path: Path,
+    start_with_events: StartServer, fake_openai: FakeOpenAI, receiver: PostCallReceiver
 ) -> None:
-    server = await start_callserver(**postcall_settings(receiver, tmp_path))
+    server = await start_with_events()
     fake_openai.responses.delay(0.5)  # a slow analysis must not hold anything up
     fake_openai.responses.answer(RESULT)
     call_id = await talk_and_hang_up(server, fake_openai)
@@ -121,13 +130,13 @@ async def test_call_ends_then_analysis_is_requested_and_delivered(
 
 
 async def test_server_errors_are_retried_then_reported_as_failed(
-    start_callserver: StartServer,
+    start_with_events: StartServer,
     fake_openai: FakeOpenAI,
     receiver: PostCallReceiver,
     tmp_path: Path,
 ) -> None:
     config = write_graph(tmp_path, attempts=3)
-    server = await start_callserver(config, **postcall_settings(receiver, tmp_path))
+    server = await start_with_events(config)
     fake_openai.responses.fail(500, times=3, retry_after=0)
     call_id = await talk_and_hang_up(server, fake_openai, tool=False)
     [(analyzed, _)] = await receiver.wait("call.analyzed")
@@ -145,12 +154,12 @@ async def test_server_errors_are_retried_then_reported_as_failed(
 
 
 async def test_a_retry_that_succeeds(
-    start_callserver: StartServer,
+    start_with_events: StartServer,
     fake_openai: FakeOpenAI,
     receiver: PostCallReceiver,
     tmp_path: Path,
 ) -> None:
-    server = await start_callserver(write_graph(tmp_path), **postcall_settings(receiver, tmp_path))
+    server = await start_with_events(write_graph(tmp_path))
     fake_openai.responses.fail(429, retry_after=0)  # then the fake's default: a valid answer
     await talk_and_hang_up(server, fake_openai, tool=False)
     [(analyzed, _)] = await receiver.wait("call.analyzed")
@@ -161,12 +170,12 @@ async def test_a_retry_that_succeeds(
 
 
 async def test_an_answer_that_breaks_the_schema_is_reported_as_failed(
-    start_callserver: StartServer,
+    start_with_events: StartServer,
     fake_openai: FakeOpenAI,
     receiver: PostCallReceiver,
     tmp_path: Path,
 ) -> None:
-    server = await start_callserver(write_graph(tmp_path), **postcall_settings(receiver, tmp_path))
+    server = await start_with_events(write_graph(tmp_path))
     bad = {
         "summary": "ok",
         "fields": {"reason": "weather", "callback_number": None},  # not in the enum
@@ -185,13 +194,13 @@ async def test_an_answer_that_breaks_the_schema_is_reported_as_failed(
 
 
 async def test_no_analysis_block_no_request(
-    start_callserver: StartServer,
+    start_with_events: StartServer,
     fake_openai: FakeOpenAI,
     receiver: PostCallReceiver,
     tmp_path: Path,
 ) -> None:
     config = write_graph(tmp_path, analysis=False, extra="redact: [phone]\n")
-    server = await start_callserver(config, **postcall_settings(receiver, tmp_path))
+    server = await start_with_events(config)
     await talk_and_hang_up(server, fake_openai, tool=False)
     [(ended, _)] = await receiver.wait("call.ended")
     assert ended["data"]["analysis"] is None
@@ -203,12 +212,12 @@ async def test_no_analysis_block_no_request(
 
 
 async def test_a_call_never_answered_is_not_analysed(
-    start_callserver: StartServer,
+    start_with_events: StartServer,
     fake_openai: FakeOpenAI,
     receiver: PostCallReceiver,
     tmp_path: Path,
 ) -> None:
-    server = await start_callserver(write_graph(tmp_path), **postcall_settings(receiver, tmp_path))
+    server = await start_with_events(write_graph(tmp_path))
     fake_openai.fail("accept", 404)  # the caller hung up while it rang
     call_id, _ = await place_call(server, fake_openai)
     record = await ended_record(server, call_id)
@@ -234,7 +243,7 @@ agents:
 
 
 async def test_a_gpt_live_call_is_analysed_the_same_way(
-    start_callserver: StartServer,
+    start_with_events: StartServer,
     fake_openai: FakeOpenAI,
     receiver: PostCallReceiver,
     tmp_path: Path,
@@ -242,7 +251,7 @@ async def test_a_gpt_live_call_is_analysed_the_same_way(
     """The analysis reads the call record, whatever engine filled it."""
     config = tmp_path / "live_desk.yaml"
     config.write_text(LIVE_GRAPH + analysis_block() + "redact: [card]\n")
-    server = await start_callserver(config, **postcall_settings(receiver, tmp_path))
+    server = await start_with_events(config)
     live = fake_openai.live
     session_id, _ = await place_live_call(server, fake_openai)
     await live.wait_attached(session_id)
@@ -265,7 +274,7 @@ async def test_a_gpt_live_call_is_analysed_the_same_way(
 
 
 async def test_cassettes_follow_the_recording_settings_not_redact(
-    start_callserver: StartServer,
+    start_with_events: StartServer,
     fake_openai: FakeOpenAI,
     receiver: PostCallReceiver,
     tmp_path: Path,
@@ -273,9 +282,7 @@ async def test_cassettes_follow_the_recording_settings_not_redact(
     """``redact:`` is about what leaves the process; a cassette is what the operator chose
     to record (CALLSERVER_RECORDING_REDACT), so it still replays the call as it was."""
     recordings = tmp_path / "recordings"
-    server = await start_callserver(
-        **postcall_settings(receiver, tmp_path), recording_mode="on", recording_dir=recordings
-    )
+    server = await start_with_events(recording_mode="on", recording_dir=recordings)
     await talk_and_hang_up(server, fake_openai, tool=False)
     [(ended, _)] = await receiver.wait("call.ended")
     assert "[card]" in ended["data"]["transcript"][0]["text"]

@@ -24,8 +24,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,6 +34,7 @@ from starlette.routing import BaseRoute, Route
 from callserver.testing.fake_calls import RecordedRequest, ScriptedRule, error_body, take_rule
 from callserver.testing.fake_rest import authorized, no_key_error, server_error
 from callserver.testing.fake_server import InLoopServer
+from callserver.testing.local_service import LocalService
 from callserver.testing.responses_schemas import request_errors
 
 __all__ = ["FakeResponses", "example_for"]
@@ -120,7 +120,7 @@ def _response(body: dict[str, Any], content: list[dict[str, Any]], **extra: Any)
     }
 
 
-class FakeResponses:
+class FakeResponses(LocalService):
     """Fake ``POST /v1/responses``; see the module docstring. Script it with :meth:`answer`,
     :meth:`fail`, :meth:`refuse`, :meth:`incomplete` (consumed in order) and :meth:`delay`;
     read ``requests`` (every one, in order) and ``schema_errors`` (bodies that failed)."""
@@ -145,25 +145,10 @@ class FakeResponses:
         """When run alone: e.g. ``http://127.0.0.1:54321/v1``."""
         return f"http://{self._server.host}:{self._server.port}/v1"
 
-    async def start(self) -> None:
-        await self._server.start()
-
     async def stop(self) -> None:
         """Let held requests go (so the server stops at once), then stop if running alone."""
         self.release_delays()
-        await self._server.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        await super().stop()
 
     # -- scripting ------------------------------------------------------------------------------
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,13 +22,14 @@ from starlette.routing import Route
 from svix.webhooks import Webhook, WebhookVerificationError
 
 from callserver.testing.fake_server import InLoopServer
+from callserver.testing.local_service import LocalService
 
 __all__ = ["PostCallReceiver"]
 
 Received = tuple[dict[str, Any], dict[str, str]]
 
 
-class PostCallReceiver:
+class PostCallReceiver(LocalService):
     """Signed post-call events received on ``url``: ``events`` (payload, headers) in order,
     ``rejected`` counts requests whose signature did not verify."""
 
@@ -44,24 +44,6 @@ class PostCallReceiver:
     @property
     def url(self) -> str:
         return f"http://{self._server.host}:{self._server.port}/hooks"
-
-    async def start(self) -> None:
-        await self._server.start()
-
-    async def stop(self) -> None:
-        await self._server.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def of_type(self, event_type: str) -> list[Received]:
         return [(e, h) for e, h in self.events if e.get("type") == event_type]
