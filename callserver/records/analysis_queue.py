@@ -276,6 +276,9 @@ class AnalysisQueue:
             )
         except AnalysisFailure as exc:
             failure = exc
+        except Exception as exc:  # a bug or an answer of a shape nobody expected
+            log.exception("analysis failed unexpectedly", extra={"call_id": job.call_id})
+            failure = AnalysisFailure("bad_response", f"unexpected {type(exc).__name__}")
         duration = time.monotonic() - started
         event = analyzed_event(
             job, result=result, failure=failure, answer=answer, duration_s=duration

@@ -94,7 +94,8 @@ def output_text(body: dict[str, Any]) -> str:
     """The answer text of a Responses API response body, or the failure it stands for."""
     status = body.get("status")
     if status == "incomplete":
-        reason = (body.get("incomplete_details") or {}).get("reason") or "unknown"
+        details = body.get("incomplete_details")
+        reason = (details.get("reason") if isinstance(details, dict) else None) or "unknown"
         raise AnalysisFailure("incomplete", f"the response is incomplete ({reason})")
     if status == "failed":
         code, message = _error_detail(body)
