@@ -26,9 +26,10 @@ from callserver.engines.base import Engine, EngineOptions, ReattachPolicy
 from callserver.engines.registry import build_engines
 from callserver.engines.rest import DeadlineRest
 from callserver.metrics import Metrics
+from callserver.records.analysis_queue import AnalysisQueue
 from callserver.records.cassette import make_recorder_factory
 from callserver.records.outbox import Outbox
-from callserver.records.post_call import call_ended_listener
+from callserver.records.post_call_service import start_post_call
 from callserver.settings import Settings
 from callserver.twilio_routes import (
     TwilioService,
@@ -55,6 +56,8 @@ class Services:
     verifier: SignatureVerifier | None
     metrics: Metrics
     outbox: Outbox | None = None
+    analysis: AnalysisQueue | None = None
+    """Post-call analyses (with the outbox; None without post-call receivers)."""
     twilio: TwilioService | None = None
     """The Twilio number integration; None when TWILIO_AUTH_TOKEN is unset."""
 
@@ -130,9 +133,16 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             )
             await coordinator.start()
         twilio = build_twilio(settings, manager, holder)
-        outbox = await _start_outbox(settings, metrics, manager)
+        post_call = await start_post_call(settings, metrics, holder, manager.end_listeners)
         app.state.services = Services(
-            settings, holder, manager, verifier, metrics=metrics, outbox=outbox, twilio=twilio
+            settings,
+            holder,
+            manager,
+            verifier,
+            metrics=metrics,
+            outbox=post_call.outbox if post_call is not None else None,
+            analysis=post_call.analysis if post_call is not None else None,
+            twilio=twilio,
         )
         log.info(
             "callserver ready",
@@ -146,8 +156,8 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
                 await coordinator.aclose()  # also closes the Redis client
             if recorder_factory is not None:
                 await recorder_factory.aclose()
-            if outbox is not None:
-                await outbox.aclose()
+            if post_call is not None:
+                await post_call.aclose()
             await rest.aclose()
 
     return Starlette(
@@ -188,27 +198,6 @@ def _allow_labels(metrics: Metrics, holder: ConfigHolder) -> None:
     for graph in config.graphs.values():
         tools.update(getattr(graph, "tool_names", ()) or ())
     metrics.allow_tools(tools)
-
-
-async def _start_outbox(
-    settings: Settings, metrics: Metrics, manager: CallManager
-) -> Outbox | None:
-    """The durable post-call event outbox, when receivers are configured."""
-    if not settings.postcall_urls:
-        return None
-    if settings.postcall_secret is None:
-        raise RuntimeError("CALLSERVER_POSTCALL_URLS is set but CALLSERVER_POSTCALL_SECRET is not")
-    outbox = Outbox(
-        settings.outbox_path,
-        list(settings.postcall_urls),
-        settings.postcall_secret.get_secret_value(),
-        on_result=metrics.postcall_delivery,
-    )
-    await outbox.start()
-    manager.end_listeners.append(
-        call_ended_listener(outbox, redact_numbers=settings.redact_numbers)
-    )
-    return outbox
 
 
 def _services(request: Request) -> Services:

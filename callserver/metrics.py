@@ -49,6 +49,24 @@ CALL_DURATION_BUCKETS: tuple[float, ...] = (
     1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
 )  # fmt: skip
 
+ANALYSIS_BUCKETS: tuple[float, ...] = (
+    0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+"""A post-call analysis is one text-model request: about 1-10 s, longer with retries."""
+
+ANALYSIS_OUTCOMES: tuple[str, ...] = (
+    "completed",
+    "http_error",
+    "timeout",
+    "network_error",
+    "bad_response",
+    "refusal",
+    "incomplete",
+    "invalid_output",
+    "interrupted",
+)
+"""``completed``, or why an analysis failed (``callserver.records.responses_client``)."""
+
 KNOWN_END_REASONS: frozenset[str] = frozenset(
     {
         "caller_hangup",
@@ -268,6 +286,28 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self._analysis_outcome = _BoundedLabel(ANALYSIS_OUTCOMES, open_slots=0)
+        self._analyses = Counter(
+            "callserver_analyses_total",
+            "Post-call analyses finished, by outcome: completed, or why one failed "
+            "(http_error, timeout, network_error, bad_response, refusal, incomplete, "
+            "invalid_output, interrupted).",
+            ["outcome"],
+            registry=r,
+        )
+        self._analysis_duration = Histogram(
+            "callserver_analysis_duration_seconds",
+            "Post-call analysis time, first request to validated answer (retries included), "
+            "by result (completed or failed).",
+            ["result"],
+            buckets=ANALYSIS_BUCKETS,
+            registry=r,
+        )
+        self._analysis_retries = Counter(
+            "callserver_analysis_retries_total",
+            "Responses API requests of post-call analyses that were retried.",
+            registry=r,
+        )
         self._draining.set(0)
 
     # ---- label sets that follow the config --------------------------------------------------
@@ -379,6 +419,16 @@ class Metrics:
         if result not in ("delivered", "retry", "dead"):
             result = OTHER
         self._postcall.labels(result).inc()
+
+    def analysis_finished(self, outcome: str, seconds: float) -> None:
+        """One analysis done: ``completed`` or its failure code (bounded label)."""
+        label = self._analysis_outcome(outcome)
+        self._analyses.labels(label).inc()
+        result = "completed" if label == "completed" else "failed"
+        self._analysis_duration.labels(result).observe(max(seconds, 0.0))
+
+    def analysis_retry(self) -> None:
+        self._analysis_retries.inc()
 
     # ---- exposition -------------------------------------------------------------------------
 

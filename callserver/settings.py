@@ -75,6 +75,11 @@ class Settings(BaseModel):
     outbox_path: Path = Path("callserver-outbox.sqlite3")
     redact_numbers: bool = False
     """Leave caller/dialed numbers out of logs and post-call events (last 4 digits only)."""
+    redact_transcript: tuple[Literal["card", "phone", "email"], ...] = ()
+    """Hidden in every graph's transcripts sent out (post-call events, the analysis request),
+    on top of each graph's ``redact:``; comma-separated in the environment."""
+    analysis_concurrency: Annotated[int, Field(ge=1, le=100)] = 4
+    """Post-call analyses (Responses API requests) in flight at once; more wait their turn."""
     recording_mode: Literal["off", "on", "sampled"] = "off"
     """Write a cassette per call (``on``), per sampled call (``sampled``), or none."""
     recording_sample_rate: Annotated[float, Field(ge=0, le=1)] = 1.0
@@ -96,7 +101,7 @@ class Settings(BaseModel):
     log_level: str = "INFO"
     log_format: str = "json"
 
-    @field_validator("recording_redact_fields", mode="before")
+    @field_validator("recording_redact_fields", "redact_transcript", mode="before")
     @classmethod
     def _split_fields(cls, value: object) -> object:
         if isinstance(value, str):
@@ -170,6 +175,8 @@ class Settings(BaseModel):
             "postcall_secret": "CALLSERVER_POSTCALL_SECRET",
             "outbox_path": "CALLSERVER_OUTBOX_PATH",
             "redact_numbers": "CALLSERVER_REDACT_NUMBERS",
+            "redact_transcript": "CALLSERVER_REDACT_TRANSCRIPT",
+            "analysis_concurrency": "CALLSERVER_ANALYSIS_CONCURRENCY",
             "recording_mode": "CALLSERVER_RECORDING",
             "recording_sample_rate": "CALLSERVER_RECORDING_SAMPLE_RATE",
             "recording_dir": "CALLSERVER_RECORDING_DIR",

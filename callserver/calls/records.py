@@ -86,6 +86,9 @@ class CallRecord:
     """Set once a REFER succeeded: the call then ends as ``transferred`` whatever closes it."""
     recording: dict[str, Any] | None = None
     """A stored engine recording (Live ``store: true``): file, bytes, or error."""
+    analysis: dict[str, Any] | None = None
+    """The post-call analysis once the call ended: ``{status: pending}``, then completed
+    with its result or failed with its error (``records/analysis_queue.py``)."""
     transcript: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """Turns as transcribed: {role: caller|agent, agent, text, at (s since start), item_id}."""
 
@@ -141,4 +144,5 @@ class CallRecord:
             "control_gap_s": round(self.control_gap_s, 3),
             "transfer_target": self.transfer_target,
             "recording": dict(self.recording) if self.recording else None,
+            "analysis": dict(self.analysis) if self.analysis else None,
         }

@@ -20,6 +20,7 @@ from agents.realtime import (
     realtime_handoff,
 )
 
+from callserver.graph.analysis_models import PostCallPlan
 from callserver.graph.context import CallInfo, CallToolContext
 from callserver.graph.dtmf_models import DtmfPlan
 from callserver.graph.live_models import LiveSettings
@@ -102,6 +103,8 @@ class GraphSpec:
     engine: str = "realtime"
     live: LiveSettings | None = None
     """For ``engine: live``: always set (defaults filled in) once the graph is valid."""
+    post_call: PostCallPlan = field(default_factory=PostCallPlan)
+    """Transcript redaction and the analysis, read after the call (records/analysis*)."""
 
     def __repr__(self) -> str:
         return f"GraphSpec(name={self.name!r}, file={self.file!r}, agents={list(self.agents)!r})"

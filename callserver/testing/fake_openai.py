@@ -44,6 +44,7 @@ from callserver.testing.fake_realtime import (
     FakeConnection,
     ReplyHandler,
 )
+from callserver.testing.fake_responses import FakeResponses
 from callserver.testing.fake_rest import CallControl, authorized, no_key_error, not_found
 from callserver.testing.fake_server import InLoopServer, mark_denied
 from callserver.testing.webhook_sender import (
@@ -98,6 +99,8 @@ class FakeOpenAI:
             abort=lambda websocket: self._server.abort(websocket),
             client_errors=self.client_schema_errors,
         )
+        #: The Responses API on the same port (post-call analysis): scripting, requests.
+        self.responses = FakeResponses()
         self.app = Starlette(
             routes=[
                 Route(
@@ -107,6 +110,7 @@ class FakeOpenAI:
                 ),
                 WebSocketRoute("/v1/realtime", self._websocket),
                 *self.live.routes(),
+                *self.responses.routes(),
             ]
         )
         self._server = InLoopServer(self.app, host, port)
@@ -145,6 +149,7 @@ class FakeOpenAI:
         open_conns = [c for cs in self.connections.values() for c in cs if not c.closed.is_set()]
         await asyncio.gather(*(c.close(1001, "server stopping") for c in open_conns))
         await self.live.stop()
+        self.responses.release_delays()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
