@@ -62,7 +62,7 @@ async def talk_and_hang_up(server: RunningServer, fake: FakeOpenAI, *, tool: boo
             "conversation.item.create", lambda e: e["item"].get("type") == "function_call_output"
         )
     await conn.send(ev.assistant_turn("It is sunny in Paris."))
-    await conn.drop()
+    await fake.caller_hangs_up(call_id)
     await ended_record(server, call_id)
     return call_id
 

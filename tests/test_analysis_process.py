@@ -46,7 +46,7 @@ async def test_analysis_survives_kill_9_after_the_call_ended(
         await conn.expect("session.update")
         await conn.send(ev.input_transcription_completed(None, "I want the weather in Oslo."))
         await conn.send(ev.assistant_turn("It is snowing in Oslo."))
-        await conn.drop()
+        await fake_openai.caller_hangs_up(call_id)
         [(ended, _)] = await receiver.wait("call.ended")
         [in_flight] = await fake_openai.responses.wait_requests(1)
         first.send_signal(signal.SIGKILL)
