@@ -18,13 +18,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from callserver import admin
+from callserver.calls.config_store import ConfigStore
 from callserver.calls.manager import CallManager, Draining
+from callserver.calls.moves import CallMoves
 from callserver.calls.registry import RegistryUnavailable
 from callserver.calls.registry_factory import make_registry
 from callserver.config_holder import ConfigHolder
 from callserver.engines.base import Engine, EngineOptions, ReattachPolicy
 from callserver.engines.registry import build_engines
 from callserver.engines.rest import DeadlineRest
+from callserver.graph import Config
 from callserver.metrics import Metrics
 from callserver.records.analysis_queue import AnalysisQueue
 from callserver.records.cassette import make_recorder_factory
@@ -122,14 +125,21 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
         )
         if recorder_factory is not None:
             rest.observer = manager.observe_rest
+        mover: CallMoves | None = None
         if coordinator is not None:
             manager.coordinator = coordinator
+            store = ConfigStore(coordinator.registry.client, settings.redis_key_prefix)
+            mover = manager.mover = CallMoves(manager, coordinator.registry, holder, store)
+            await _publish_config(store, holder.current)
+            holder.on_loaded.append(lambda config: _publish_config(store, config))
             coordinator.bind(
                 on_end_request=lambda call_id, reason: manager.end(call_id, reason),
                 on_orphan=manager.hangup_orphan,
                 on_transfer=lambda call_id, target, reason: manager.transfer(
                     call_id, target, reason=reason
                 ),
+                on_move=mover.on_message,
+                on_adopt=mover.adopt_orphan,
             )
             await coordinator.start()
         twilio = build_twilio(settings, manager, holder)
@@ -152,6 +162,8 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             yield
         finally:
             await manager.drain(settings.drain_timeout_s)
+            if mover is not None:
+                await mover.aclose()
             if coordinator is not None:  # after the drain: routed ends and leases still work
                 await coordinator.aclose()  # also closes the Redis client
             if recorder_factory is not None:
@@ -174,6 +186,14 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
         ],
         lifespan=lifespan,
     )
+
+
+async def _publish_config(store: ConfigStore, config: Config) -> None:
+    """Share a config by hash: a call that started on it can move to another instance."""
+    try:
+        await store.publish(config)
+    except RegistryUnavailable as exc:
+        log.warning("config not shared (calls on it cannot move): %s", exc)
 
 
 async def warm_up(holder: ConfigHolder, engines: Mapping[str, Engine]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from callserver.graph import Config, ConfigError, load_config
@@ -28,6 +29,9 @@ class ConfigHolder:
         self._lock = asyncio.Lock()
         self._recent: collections.OrderedDict[str, Config] = collections.OrderedDict()
         self._remember(config)
+        self.on_loaded: list[Callable[[Config], Awaitable[None]]] = []
+        """Told about every config a reload makes current (another instance may need it to
+        carry on a call that started on it)."""
 
     def _remember(self, config: Config) -> None:
         self._recent[config.config_hash] = config
@@ -59,5 +63,10 @@ class ConfigHolder:
             old_hash = self._config.config_hash
             self._config = new
             self._remember(new)
+            for listener in self.on_loaded:
+                try:
+                    await listener(new)
+                except Exception as exc:
+                    log.warning("config listener failed: %s", exc)
             log.info("config reloaded", extra={"old_hash": old_hash, "new_hash": new.config_hash})
             return True, new.config_hash

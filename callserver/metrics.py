@@ -277,6 +277,12 @@ class Metrics:
             buckets=GAP_BUCKETS,
             registry=r,
         )
+        self._moves = Counter(
+            "callserver_calls_moved_total",
+            "Live calls handed over to or taken over from another instance, by direction.",
+            ["direction"],
+            registry=r,
+        )
         self._draining = Gauge(
             "callserver_draining", "1 while the instance drains and takes no calls.", registry=r
         )
@@ -362,6 +368,23 @@ class Metrics:
             self._active_calls[call_id] = label
         self._calls_started.labels(label).inc()
         self._calls_active.labels(label).inc()
+
+    def call_moved(self, graph: str | None, call_id: str, *, arrived: bool) -> None:
+        """A live call arrived from another instance, or left for one: the active gauge
+        follows it; calls started and ended are counted once, where they happen."""
+        label = self._graph(graph)
+        with self._active_lock:
+            if arrived:
+                if call_id in self._active_calls:
+                    return
+                self._active_calls[call_id] = label
+            elif self._active_calls.pop(call_id, None) is None:
+                return
+        if arrived:
+            self._calls_active.labels(label).inc()
+        else:
+            self._calls_active.labels(label).dec()
+        self._moves.labels("in" if arrived else "out").inc()
 
     def call_ended(
         self,

@@ -53,6 +53,11 @@ class CallRecord:
     caller: str | None = None
     dialed: str | None = None
     twilio_call_sid: str | None = None
+    sip_headers: list[list[str]] = dataclasses.field(default_factory=list)
+    """The INVITE's SIP headers (untrusted), kept so that another instance taking the call
+    over renders the same placeholders; never in summaries or events."""
+    keypad_pending: str = ""
+    """Keys of an unfinished DTMF sequence (carried over when the call moves)."""
     media_security: str | None = None
     """Live: the SDP-negotiated media protection OpenAI reported (``srtp``, ``rtp``, ...)."""
     twilio_status: str | None = None

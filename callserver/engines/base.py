@@ -49,6 +49,17 @@ class ReattachPolicy:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Takeover:
+    """Attaching to a call this instance did not accept: another one handed it over, or
+    died. ``held``: keep events back until the leaving instance names its last one (both
+    attached at once); ``seen``: event ids already handled (a Live attach replays recent
+    events). The current agent's session configuration is always sent again."""
+
+    held: bool = False
+    seen: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class EngineOptions:
     """What every engine is built from: one base URL for every OpenAI URL, one key."""
 
@@ -127,6 +138,16 @@ class EngineCall(Protocol):
     def post_call_job(self) -> PostCallJob | None:
         """Work to do once the call has ended, if any (Live: download a stored recording)."""
 
+    def hold(self) -> str | None:
+        """Stop handing events to the session (the call is moving to another instance);
+        returns the ``event_id`` of the last event handed over."""
+
+    def release_after(self, event_id: str | None) -> None:
+        """A held attach goes live: events up to ``event_id`` were the leaving instance's."""
+
+    def seen_ids(self) -> list[str]:
+        """Recent event ids handled (for an instance taking over after a break)."""
+
 
 class Engine(Protocol):
     """One OpenAI voice API. Instances live for the app's lifetime (see ``engines.registry``)."""
@@ -151,6 +172,8 @@ class Engine(Protocol):
         built: BuiltGraph,
         tap: FrameTap | None,
         observer: ControlObserver | None = None,
+        takeover: Takeover | None = None,
     ) -> EngineCall:
         """A fresh per-call adapter (a model object connects exactly once); ``observer``
-        hears about drops and reattaches of its control connection."""
+        hears about drops and reattaches of its control connection; ``takeover`` when the
+        call was accepted elsewhere."""

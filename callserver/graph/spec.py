@@ -206,6 +206,11 @@ class Config:
     config_hash: str
     files: tuple[str, ...]
     warnings: tuple[str, ...] = ()
+    sources: tuple[tuple[str, bytes], ...] = ()
+    """Every file read (relative path, bytes): what the hash covers. Another instance can
+    rebuild this exact config from them, for a call that moves to it mid-call."""
+    root_file: str | None = None
+    """The graph file loaded when the config was one file; None for a directory."""
 
     def route(self, info: CallInfo) -> RouteResult:
         """The graph (or SIP rejection) for an incoming call. Never raises."""

@@ -15,6 +15,7 @@ from callserver.engines.base import (
     FrameTap,
     PostCallJob,
     StreamEnd,
+    Takeover,
     attach_refused,
 )
 from callserver.engines.live.accept import live_accept_body
@@ -54,6 +55,7 @@ class LiveCall:
         options: EngineOptions,
         tap: FrameTap | None,
         observer: ControlObserver | None = None,
+        takeover: Takeover | None = None,
     ) -> None:
         if built.live is None:
             raise ValueError("not a Live graph")
@@ -66,6 +68,7 @@ class LiveCall:
             tap=tap,
             policy=options.reattach,
             observer=observer,
+            takeover=takeover,
         )
         self.model_config: Any = {
             "url": url,
@@ -104,6 +107,19 @@ class LiveCall:
 
     def connect_failed(self, error: BaseException) -> StreamEnd:
         return attach_refused(error)
+
+    def hold(self) -> str | None:
+        connection = self.model.connection
+        return connection.gate.close() if connection is not None else None
+
+    def release_after(self, event_id: str | None) -> None:
+        connection = self.model.connection
+        if connection is not None:
+            connection.gate.open_after(event_id, lambda event: event.get("event_id"))
+
+    def seen_ids(self) -> list[str]:
+        connection = self.model.connection
+        return connection.seen_ids() if connection is not None else []
 
     def post_call_job(self) -> PostCallJob | None:
         """With ``store: true``, the call's stereo recording is downloaded once finalised."""
@@ -149,5 +165,6 @@ class LiveEngine:
         built: BuiltGraph,
         tap: FrameTap | None,
         observer: ControlObserver | None = None,
+        takeover: Takeover | None = None,
     ) -> LiveCall:
-        return LiveCall(call_id, built, self.url(call_id), self._options, tap, observer)
+        return LiveCall(call_id, built, self.url(call_id), self._options, tap, observer, takeover)

@@ -51,7 +51,7 @@ from agents.realtime.model_inputs import (
     RealtimeModelSendUserInput,
 )
 
-from callserver.engines.base import ControlObserver, FrameTap, ReattachPolicy
+from callserver.engines.base import ControlObserver, FrameTap, ReattachPolicy, Takeover
 from callserver.engines.live.sideband import SendFirst, SidebandConnection, StreamOver
 from callserver.engines.live.tools import backend_update, function_tools
 from callserver.engines.live.turns import TurnTracker
@@ -101,10 +101,12 @@ class LiveSidebandModel(RealtimeModel):
         tap: FrameTap | None = None,
         policy: ReattachPolicy | None = None,
         observer: ControlObserver | None = None,
+        takeover: Takeover | None = None,
     ) -> None:
         self.session_id = session_id
         self._policy = policy or ReattachPolicy()
         self._observer = observer
+        self._takeover = takeover
         self._live = live
         self._responses = live.settings.backend_model is not None
         self._agents = {str(a.instructions): a for a in agents.values()}
@@ -152,10 +154,20 @@ class LiveSidebandModel(RealtimeModel):
             policy=self._policy,
             tap=self._tap,
             observer=self._observer,
+            held=self._takeover is not None and self._takeover.held,
         )
         connection.on_reattached = self._reattached
-        await connection.open()
+        await connection.open(confirm=self._takeover is not None)
         self.connection = connection
+        if self._takeover is not None:
+            # Taking over a call accepted elsewhere: what the other instance handled is not
+            # handled again, and the session gets the current agent's delegation (this
+            # instance's view of the call starts here).
+            connection.remember(list(self._takeover.seen))
+            if self._responses:
+                self._delegation_update = self._update_for(initial)
+                update = {"delegation": self._delegation_update}
+                await connection.send({"type": "session.update", "session": update})
         self._reader = asyncio.create_task(
             self._read(connection), name=f"sideband:{self.session_id}"
         )
@@ -251,6 +263,12 @@ class LiveSidebandModel(RealtimeModel):
         for event in self._turns.new_response():
             await self._emit(event)
 
+    def _update_for(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The sparse delegation update that makes the backend this agent's."""
+        tools = function_tools(settings.get("tools") or [], settings.get("handoffs") or [])
+        instructions = str(settings.get("instructions") or "")
+        return backend_update(self._live.settings, instructions, tools)
+
     @staticmethod
     def _delegation_key(settings: Mapping[str, Any]) -> str:
         tools = function_tools(settings.get("tools") or [], settings.get("handoffs") or [])
@@ -265,8 +283,7 @@ class LiveSidebandModel(RealtimeModel):
         self._delegation = key
         instructions = str(settings.get("instructions") or "")
         if self._responses:
-            tools = function_tools(settings.get("tools") or [], settings.get("handoffs") or [])
-            delegation = backend_update(self._live.settings, instructions, tools)
+            delegation = self._update_for(settings)
             self._delegation_update = delegation
             await self._send({"type": "session.update", "session": {"delegation": delegation}})
         agent = self._agents.get(instructions)

@@ -33,6 +33,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from callserver.engines.base import ControlObserver, FrameTap, ReattachPolicy
+from callserver.engines.gate import Gate
 from callserver.engines.reattach import CallEnded, ControlLost, reconnect
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,16 @@ class StreamOver(Exception):
     """No more events will come: the session is gone, or control could not be regained."""
 
 
+class AttachRefused(Exception):
+    """The upgrade succeeded but the session refused this sideband right after (an
+    ``error`` event, then the close): e.g. one already attached where only one may be."""
+
+
+ADMISSION_WAIT_S = 0.5
+"""After an upgrade, how long a taking-over instance waits for an admission error before
+it counts itself attached (a quiet session sends nothing)."""
+
+
 class SidebandConnection:
     """See the module docstring. ``open`` once, then ``recv`` / ``send`` until ``close``."""
 
@@ -64,6 +75,7 @@ class SidebandConnection:
         policy: ReattachPolicy,
         tap: FrameTap | None = None,
         observer: ControlObserver | None = None,
+        held: bool = False,
     ) -> None:
         self.session_id = session_id
         self._url = url
@@ -80,8 +92,8 @@ class SidebandConnection:
         """Called once a reattach succeeded, with a way to send before anything held back."""
         self.outcome: Outcome | None = None
         self.reattaches = 0
-        self.last_event_id: str | None = None
-        """The id of the last event handed to the model (a hand-over's cut-off point)."""
+        self.gate: Gate[dict[str, Any]] = Gate(held=held)
+        """Events are held back while the call moves between instances (``gate.py``)."""
 
     async def _connect(self) -> websockets.ClientConnection:
         return await websockets.connect(
@@ -94,9 +106,34 @@ class SidebandConnection:
             close_timeout=2.0,
         )
 
-    async def open(self) -> None:
+    async def open(self, *, confirm: bool = False) -> None:
+        """Attach. With ``confirm`` (taking a call over), also wait briefly for the session
+        to refuse the sideband after the upgrade; events read meanwhile are kept."""
         self._ws = await self._connect()
         self._attached.set()
+        if confirm:
+            await self._confirm(self._ws)
+
+    async def _confirm(self, ws: websockets.ClientConnection) -> None:
+        deadline = time.monotonic() + ADMISSION_WAIT_S
+        last_error: dict[str, Any] | None = None
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    raw = await ws.recv()
+            except TimeoutError:
+                return
+            except ConnectionClosed:
+                self._closing = True
+                detail = (last_error or {}).get("error", {}).get("code") or "closed"
+                raise AttachRefused(str(detail)) from None
+            event = self._parse(raw)
+            if event is None or not self._first_time(event.get("event_id")):
+                continue
+            self.gate.kept.append(event)
+            if event.get("type") != "error":
+                return  # admitted: the session is talking to us
+            last_error = event
 
     async def close(self) -> None:
         """Detach: this releases only our observer, not the call."""
@@ -147,14 +184,18 @@ class SidebandConnection:
 
     async def recv(self, deadline: float | None) -> dict[str, Any] | None:
         """The next event not seen before, or None when ``deadline`` (monotonic) passes.
-        Reattaches underneath after a drop; raises :class:`StreamOver` when that fails."""
+        Reattaches underneath after a drop; raises :class:`StreamOver` when that fails.
+        While the gate is closed, events are kept rather than returned (``gate.py``)."""
+        gate = self.gate
         while True:
+            if gate.is_open and gate.kept:
+                return self._pass(gate.kept.popleft())
             ws = self._ws
             if ws is None or self._closing:
                 raise StreamOver("closed")
             try:
                 async with asyncio.timeout_at(deadline):
-                    raw = await ws.recv()
+                    raw = await self._next(ws, gate)
             except TimeoutError:
                 return None
             except ConnectionClosed:
@@ -162,11 +203,36 @@ class SidebandConnection:
                     raise StreamOver("closed") from None
                 await self._reattach()
                 continue
+            if raw is None:
+                continue
             event = self._parse(raw)
-            if event is not None and self._first_time(event.get("event_id")):
-                if isinstance(event.get("event_id"), str):
-                    self.last_event_id = event["event_id"]
-                return event
+            if event is None or not self._first_time(event.get("event_id")):
+                continue
+            if gate.is_open and not gate.kept:
+                return self._pass(event)
+            gate.kept.append(event)
+
+    def _pass(self, event: dict[str, Any]) -> dict[str, Any]:
+        event_id = event.get("event_id")
+        self.gate.passed(event_id if isinstance(event_id, str) else None)
+        return event
+
+    @staticmethod
+    async def _next(ws: websockets.ClientConnection, gate: Gate[dict[str, Any]]) -> Any:
+        """The next frame; while held, also wake up (None) when the gate changes."""
+        if gate.is_open:
+            return await ws.recv()
+        receiving = asyncio.ensure_future(ws.recv())
+        waiting = asyncio.ensure_future(gate.wait_changed())
+        try:
+            done, _ = await asyncio.wait({receiving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        if receiving in done:
+            return receiving.result()
+        receiving.cancel()  # safe with websockets: no frame is lost
+        await asyncio.gather(receiving, return_exceptions=True)
+        return None
 
     def _parse(self, raw: str | bytes) -> dict[str, Any] | None:
         try:

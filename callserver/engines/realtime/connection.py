@@ -28,6 +28,7 @@ from typing import Any, Literal
 from websockets.exceptions import ConnectionClosed
 
 from callserver.engines.base import ControlObserver, FrameTap, ReattachPolicy
+from callserver.engines.gate import Gate
 from callserver.engines.reattach import CallEnded, ControlLost, reconnect
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,11 @@ class ReattachingConnection:
         policy: ReattachPolicy,
         tap: FrameTap | None = None,
         observer: ControlObserver | None = None,
+        held: bool = False,
     ) -> None:
         self._connection = connection
+        self.gate: Gate[str | bytes] = Gate(held=held)
+        """Events are held back while the call moves between instances (``gate.py``)."""
         self._connect = connect
         self._call_id = call_id
         self._policy = policy
@@ -114,17 +118,44 @@ class ReattachingConnection:
                 await asyncio.sleep(0)
 
     async def _frames(self) -> AsyncIterator[str | bytes]:
+        gate = self.gate
         while True:
+            while gate.is_open and gate.kept:
+                message = gate.kept.popleft()
+                gate.passed(frame_id(message))
+                yield message
             try:
-                async for message in self._connection:
-                    self._report("ws_in", message)
-                    yield message
+                message = await self._next(gate)
             except ConnectionClosed:
-                pass
-            if self._closing:
-                return
-            if not await self._reattach():
-                return
+                if self._closing:
+                    return
+                if not await self._reattach():
+                    return
+                continue
+            if message is None:  # the gate opened or closed while we waited
+                continue
+            self._report("ws_in", message)
+            if gate.is_open and not gate.kept:
+                gate.passed(frame_id(message))
+                yield message
+            else:
+                gate.kept.append(message)
+
+    async def _next(self, gate: Gate[str | bytes]) -> str | bytes | None:
+        """The next frame; while held, also wake up (None) when the gate changes."""
+        if gate.is_open:
+            return await self._connection.recv()
+        receiving = asyncio.ensure_future(self._connection.recv())
+        waiting = asyncio.ensure_future(gate.wait_changed())
+        try:
+            done, _ = await asyncio.wait({receiving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        if receiving in done:
+            return receiving.result()
+        receiving.cancel()  # safe with websockets: no frame is lost
+        await asyncio.gather(receiving, return_exceptions=True)
+        return None
 
     async def _reattach(self) -> bool:
         """Control dropped: get it back, or say why not (``outcome``)."""
@@ -167,6 +198,17 @@ class ReattachingConnection:
                 self._observer(event, gap_s)
             except Exception:
                 log.exception("control observer failed", extra={"call_id": self._call_id})
+
+
+def frame_id(message: str | bytes) -> str | None:
+    """A frame's ``event_id`` without parsing it (every server frame passes here once)."""
+    text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+    start = text.find('"event_id"')
+    if start < 0:
+        return None
+    quote = text.find('"', text.find(":", start + 10) + 1)
+    end = text.find('"', quote + 1)
+    return text[quote + 1 : end] if quote >= 0 and end > quote else None
 
 
 def _is_session_update(message: str | bytes) -> bool:

@@ -14,9 +14,11 @@ from callserver.engines.base import (
     FrameTap,
     PostCallJob,
     StreamEnd,
+    Takeover,
     attach_refused,
 )
 from callserver.engines.realtime import sdk
+from callserver.engines.realtime.connection import ReattachingConnection, frame_id
 from callserver.engines.realtime.control import RealtimeControl
 from callserver.engines.realtime.signals import realtime_signals
 from callserver.engines.rest import DeadlineRest
@@ -45,9 +47,15 @@ class RealtimeCall:
         options: EngineOptions,
         tap: FrameTap | None,
         observer: ControlObserver | None,
+        takeover: Takeover | None = None,
     ) -> None:
         self.model = sdk.make_model(
-            built.model, tap, call_id=call_id, policy=options.reattach, observer=observer
+            built.model,
+            tap,
+            call_id=call_id,
+            policy=options.reattach,
+            observer=observer,
+            held=takeover is not None and takeover.held,
         )
         self.model_config = sdk.model_config(
             call_id=call_id, url=url, api_key=options.api_key, settings=built.model_settings
@@ -72,7 +80,7 @@ class RealtimeCall:
         stream only stops for good when the call is gone (the reattach was refused: the
         caller hung up) or control could not be regained within the budget."""
         del error
-        connection = self.model.connection if isinstance(self.model, sdk.CallSIPModel) else None
+        connection = self._connection()
         if connection is not None and connection.outcome == "lost":
             return StreamEnd("control_lost", hangup=True)
         return StreamEnd("caller_hangup", hangup=False)
@@ -82,6 +90,21 @@ class RealtimeCall:
 
     def post_call_job(self) -> PostCallJob | None:
         return None
+
+    def _connection(self) -> ReattachingConnection | None:
+        return self.model.connection if isinstance(self.model, sdk.CallSIPModel) else None
+
+    def hold(self) -> str | None:
+        connection = self._connection()
+        return connection.gate.close() if connection is not None else None
+
+    def release_after(self, event_id: str | None) -> None:
+        connection = self._connection()
+        if connection is not None:
+            connection.gate.open_after(event_id, frame_id)
+
+    def seen_ids(self) -> list[str]:
+        return []  # the Realtime API replays nothing on a new connection
 
 
 class RealtimeEngine:
@@ -118,5 +141,8 @@ class RealtimeEngine:
         built: BuiltGraph,
         tap: FrameTap | None,
         observer: ControlObserver | None = None,
+        takeover: Takeover | None = None,
     ) -> RealtimeCall:
-        return RealtimeCall(call_id, built, self.url(call_id), self._options, tap, observer)
+        return RealtimeCall(
+            call_id, built, self.url(call_id), self._options, tap, observer, takeover
+        )

@@ -33,8 +33,11 @@ class CallSIPModel(OpenAIRealtimeSIPModel):
         policy: ReattachPolicy,
         tap: FrameTap | None,
         observer: ControlObserver | None,
+        held: bool = False,
     ) -> None:
         super().__init__(transport_config=TRANSPORT)
+        self.held = held
+        """Attach with events held back (an instance taking a call over; ``gate.py``)."""
         self._call = call_id
         self._policy = policy
         self._frame_tap = tap
@@ -52,6 +55,7 @@ class CallSIPModel(OpenAIRealtimeSIPModel):
             policy=self._policy,
             tap=self._frame_tap,
             observer=self._observer,
+            held=self.held,
         )
         return self.connection
 
@@ -63,6 +67,7 @@ def make_model(
     call_id: str = "",
     policy: ReattachPolicy | None = None,
     observer: ControlObserver | None = None,
+    held: bool = False,
 ) -> OpenAIRealtimeSIPModel:
     """A fresh SIP model object for one call (a model object connects exactly once).
 
@@ -71,7 +76,7 @@ def make_model(
     reattaches after a drop (``policy``) and reports every frame to ``tap`` when given.
     """
     model = CallSIPModel(
-        call_id=call_id, policy=policy or ReattachPolicy(), tap=tap, observer=observer
+        call_id=call_id, policy=policy or ReattachPolicy(), tap=tap, observer=observer, held=held
     )
     model.model = model_name
     return model
