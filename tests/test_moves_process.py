@@ -152,3 +152,35 @@ async def test_last_instance_drains_as_before(fleet: Fleet) -> None:
     only.proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(only.proc.wait(), 15) == 0
     assert fleet.fake.hangup_observed(call_id)
+
+
+async def test_hand_over_mid_tool_and_mid_key_sequence(fleet: Fleet) -> None:
+    """A tool running when the instance leaves finishes there, its output delivered once; a
+    key sequence begun there is finished on the new owner; the agent and timers go on."""
+    fleet.extra_env["CALLSERVER_CONFIG"] = str(ROOT / "tests" / "configs" / "moves.yaml")
+    fake = fleet.fake
+    await fleet.start(2)
+    a, _ = fleet.instances
+    call_id = await fleet.place_call(a)
+    first = await fake.wait_connected(call_id)
+    await first.expect("session.update")
+    await fake.broadcast(call_id, [ev.dtmf("1"), ev.dtmf("2")])
+    await fake.broadcast(call_id, ev.function_call_turn("long_lookup", {"order_id": "Z9"}, "fc_z"))
+    await asyncio.sleep(0.3)  # the tool is running on a
+    a.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(a.proc.wait(), 15) == 0
+    outputs = [
+        e
+        for conn in fake.connections[call_id]
+        for e in conn.received
+        if e.get("type") == "conversation.item.create" and e["item"].get("call_id") == "fc_z"
+    ]
+    assert len(outputs) == 1 and "Z9 found" in outputs[0]["item"]["output"]
+    second = await fake.wait_connected(call_id)
+    assert second is not first
+    await fake.broadcast(call_id, [ev.dtmf("3"), ev.dtmf("#")])
+    update = await second.expect(
+        "session.update", lambda e: "technical support" in e["session"]["instructions"]
+    )
+    assert update
+    assert not fake.hangup_observed(call_id)
