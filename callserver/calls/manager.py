@@ -370,22 +370,24 @@ class CallManager:
             reason, hangup = "transferred", False
         await self.end(call_id, reason, hangup=hangup)
 
-    async def hold(self, call_id: str, *, tools_timeout: float) -> str | None:
+    async def hold(self, call_id: str, *, tools_timeout: float) -> list[str]:
         """Stop acting on a call's events (it moves to another instance), let the tools it
-        started finish (their outputs still go out), and return the id of the last event
-        its session acted on: the new owner acts on everything after it."""
+        started finish (their outputs still go out), and return the ids of the events its
+        session acted on lately: the new owner acts on everything else."""
         session = self._sessions.get(call_id)
         record = await self.registry.get(call_id)
         if session is None or record is None:
             raise LookupError(call_id)
-        last = session.engine_call.hold()
+        handled = session.engine_call.hold()
         deadline = time.monotonic() + tools_timeout
-        while any(t.outcome == "running" for t in record.tool_calls):
+        while session.engine_call.pending_tool_calls() or any(
+            t.outcome == "running" for t in record.tool_calls
+        ):
             if time.monotonic() >= deadline:
                 log.warning("hand-over: a tool is still running", extra={"call_id": call_id})
                 break
             await asyncio.sleep(0.02)
-        return last
+        return handled
 
     async def release(self, call_id: str) -> None:
         """Let go of a call another instance now owns: its session closes (the call goes on),

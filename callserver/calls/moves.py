@@ -12,8 +12,8 @@ control connections at once:
 2. B attaches with events held back (``engines/gate.py``) and answers ``adopt_ready``;
 3. A stops acting on events, lets the tools it started finish (their outputs go out on its
    connection), gives the call to B in Redis (one atomic script), and sends ``released``
-   with the id of the last event it acted on;
-4. B drops what it held up to that event and acts on the rest; A closes its connection.
+   with the ids of the events it acted on lately;
+4. B drops those from what it held and acts on the rest; A closes its connection.
 
 Where a second connection is refused (B answers ``adopt_failed`` / ``busy_connection``), the
 hand-over is make-after-break: A stops, finishes its tools, gives the call to B, closes;
@@ -54,6 +54,7 @@ HELD_TIMEOUT_S = 30.0
 """A peer holding a call gives up on it if the owner never lets go (the owner died: the
 sweep then adopts it)."""
 ATTACH_TIMEOUT_S = 8.0
+HEARD_TIMEOUT_S = 2.0
 PARALLEL = 16
 """Calls handed over at once."""
 BUSY = "busy_connection"
@@ -166,21 +167,20 @@ class CallMoves:
         record = await self._registry.get(call_id)
         if session is None or record is None or not record.live:
             return False
-        last = await self._manager.hold(call_id, tools_timeout=TOOLS_TIMEOUT_S)
-        seen = session.engine_call.seen_ids()
+        handled = await self._manager.hold(call_id, tools_timeout=TOOLS_TIMEOUT_S)
         await self._registry.put(record)
         await self._registry.forget(call_id)  # no renewal may claim it back meanwhile
         if not await self._registry.moves.transfer(call_id, peer):
             log.error("hand-over: the call is not ours to give", extra={"call_id": call_id})
             return False
         if held:
-            await self._send(peer, "released", call_id, last_event_id=last or "")
+            await self._send(peer, "released", call_id, handled=handled)
             await self._manager.release(call_id)
             log.info("call handed over to %s", peer, extra={"call_id": call_id})
             return True
         await self._manager.release(call_id)  # break: the peer attaches only now
         broke = time.monotonic()
-        reply = await self._ask(peer, call_id, "adopt", mode="after_break", seen=seen[-256:])
+        reply = await self._ask(peer, call_id, "adopt", mode="after_break", seen=handled)
         gap = time.monotonic() - broke
         self.gaps.append(gap)
         ok = reply is not None and reply["action"] == "adopt_ready"
@@ -245,6 +245,11 @@ class CallMoves:
             record, graph, takeover, attach_timeout=ATTACH_TIMEOUT_S
         )
         if error is None:
+            session = self._manager.session(call_id)
+            if takeover.held and session is not None:
+                # Ready only once the service streams this connection's events: until
+                # then an event could reach the leaving instance alone, after it stopped.
+                await session.engine_call.heard(HEARD_TIMEOUT_S)
             return None
         if isinstance(error, AttachRefused) or handshake_status(error) == 409:
             return BUSY
@@ -265,7 +270,8 @@ class CallMoves:
         if session is None:
             return
         await self._own(call_id)
-        session.engine_call.release_after(message.get("last_event_id") or None)
+        handled = message.get("handled")
+        session.engine_call.release_after(handled if isinstance(handled, list) else [])
         log.info("took the call over from %s", message.get("from"), extra={"call_id": call_id})
 
     def _give_up_held(self, call_id: str) -> None:

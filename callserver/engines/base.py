@@ -138,15 +138,19 @@ class EngineCall(Protocol):
     def post_call_job(self) -> PostCallJob | None:
         """Work to do once the call has ended, if any (Live: download a stored recording)."""
 
-    def hold(self) -> str | None:
+    def hold(self) -> list[str]:
         """Stop handing events to the session (the call is moving to another instance);
-        returns the ``event_id`` of the last event handed over."""
+        returns the ids of the events handed over lately."""
 
-    def release_after(self, event_id: str | None) -> None:
-        """A held attach goes live: events up to ``event_id`` were the leaving instance's."""
+    def release_after(self, handled: list[str]) -> None:
+        """A held attach goes live: the ``handled`` events were the leaving instance's."""
 
-    def seen_ids(self) -> list[str]:
-        """Recent event ids handled (for an instance taking over after a break)."""
+    def pending_tool_calls(self) -> int:
+        """Function calls handed to the session whose output has not been sent yet."""
+
+    async def heard(self, timeout: float) -> bool:
+        """Wait until the new connection receives its first event (the service streams the
+        call's events to it from then on); False if none came within ``timeout``."""
 
 
 class Engine(Protocol):

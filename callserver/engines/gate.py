@@ -3,9 +3,11 @@
 When a call is handed over while both instances are attached, each sees the same event
 stream, and exactly one may act on any event. The instance taking over attaches *held*:
 it reads and keeps events without acting. The leaving instance then stops acting (its gate
-closes), finishes what it started, and names the last event it handed to its session. The
-new owner drops its kept events up to and including that one and acts on the rest. Events
-are matched by ``event_id`` where they carry one, and by position otherwise.
+closes), finishes what it started, and names the events it handed to its session. The new
+owner drops those from what it kept and acts on the rest. Events are matched by
+``event_id``, not by position: an attach can interleave replayed events with live ones, so
+the two instances need not have seen them in the same order. An event without an id
+(Realtime DTMF) is dropped when it came before the last dropped one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+RECENT = 512
+"""Events remembered as handled: more than arrive in the seconds a hand-over takes."""
 
 
 class Gate(Generic[T]):
@@ -25,31 +29,45 @@ class Gate(Generic[T]):
         self.is_open = not held
         self.kept: collections.deque[T] = collections.deque()
         self.changed = asyncio.Event()
-        self.last_passed: str | None = None
-        """The ``event_id`` of the last event let through (None before any)."""
+        self.recent: collections.deque[str] = collections.deque(maxlen=RECENT)
+        """The ids of the events let through lately, oldest first."""
+        self.skip: frozenset[str] = frozenset()
+        """Events the previous owner handled: dropped also when they arrive later here (the
+        stream to one instance can lag the stream to the other)."""
 
-    def close(self) -> str | None:
-        """Stop letting events through; returns the id of the last one that went through."""
+    def close(self) -> list[str]:
+        """Stop letting events through; returns the ids of those that went through lately."""
         self.is_open = False
         self.changed.set()
-        return self.last_passed
+        return list(self.recent)
 
-    def open_after(self, event_id: str | None, id_of: Callable[[T], str | None]) -> int:
-        """Drop kept events up to and including ``event_id`` (if kept), open; returns how
-        many were dropped (the leaving instance acted on those)."""
-        dropped = 0
-        if event_id is not None and any(id_of(e) == event_id for e in self.kept):
-            while self.kept:
-                dropped += 1
-                if id_of(self.kept.popleft()) == event_id:
-                    break
+    def open_after(self, handled: list[str], id_of: Callable[[T], str | None]) -> int:
+        """Drop the kept events the leaving instance handled, then open; returns how many
+        were dropped."""
+        done = set(handled)
+        last = max((i for i, event in enumerate(self.kept) if id_of(event) in done), default=-1)
+        keep: collections.deque[T] = collections.deque()
+        self.handled(handled)  # the call's history: a next move must skip them too
+        for index, event in enumerate(self.kept):
+            event_id = id_of(event)
+            if event_id in done or (event_id is None and index < last):
+                continue
+            keep.append(event)
+        dropped = len(self.kept) - len(keep)
+        self.kept = keep
+        self.skip = frozenset(done)
         self.is_open = True
         self.changed.set()
         return dropped
 
     def passed(self, event_id: str | None) -> None:
         if event_id is not None:
-            self.last_passed = event_id
+            self.recent.append(event_id)
+
+    def handled(self, event_ids: list[str]) -> None:
+        """Events handled before this instance had the call (by its previous owners)."""
+        known = set(self.recent)
+        self.recent.extend(i for i in event_ids if i not in known)
 
     async def wait_changed(self) -> None:
         self.changed.clear()

@@ -3,6 +3,7 @@ agent graph run by the agents SDK session on the Live sideband (``model.py``).""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -108,18 +109,27 @@ class LiveCall:
     def connect_failed(self, error: BaseException) -> StreamEnd:
         return attach_refused(error)
 
-    def hold(self) -> str | None:
+    def hold(self) -> list[str]:
         connection = self.model.connection
-        return connection.gate.close() if connection is not None else None
+        return connection.gate.close() if connection is not None else []
 
-    def release_after(self, event_id: str | None) -> None:
+    def release_after(self, handled: list[str]) -> None:
         connection = self.model.connection
         if connection is not None:
-            connection.gate.open_after(event_id, lambda event: event.get("event_id"))
+            connection.gate.open_after(handled, lambda event: event.get("event_id"))
 
-    def seen_ids(self) -> list[str]:
+    def pending_tool_calls(self) -> int:
+        return self.model.pending_tool_calls
+
+    async def heard(self, timeout: float) -> bool:
         connection = self.model.connection
-        return connection.seen_ids() if connection is not None else []
+        if connection is None:
+            return False
+        try:
+            await asyncio.wait_for(connection.heard.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def post_call_job(self) -> PostCallJob | None:
         """With ``store: true``, the call's stereo recording is downloaded once finalised."""

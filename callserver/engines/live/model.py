@@ -196,6 +196,11 @@ class LiveSidebandModel(RealtimeModel):
                 "audio is never sent on a Live sideband", extra={"call_id": self.session_id}
             )
 
+    @property
+    def pending_tool_calls(self) -> int:
+        """Delegated function calls handed to the session that still wait for an output."""
+        return len(self._owner)
+
     async def send_event_if(self, event: RealtimeModelSendEvent, send_if: Any) -> bool:
         if not send_if():
             return False

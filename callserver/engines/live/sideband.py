@@ -93,6 +93,8 @@ class SidebandConnection:
         self.outcome: Outcome | None = None
         self.reattaches = 0
         self.gate: Gate[dict[str, Any]] = Gate(held=held)
+        self.heard = asyncio.Event()
+        """Set at the first frame: the session streams this sideband's events."""
         """Events are held back while the call moves between instances (``gate.py``)."""
 
     async def _connect(self) -> websockets.ClientConnection:
@@ -148,9 +150,11 @@ class SidebandConnection:
         return list(self._seen)
 
     def remember(self, event_ids: list[str]) -> None:
-        """Treat these event ids as seen (events another instance already handled)."""
+        """Events another instance already handled: not handled again here, and handed on
+        as handled if the call moves again."""
         for event_id in event_ids:
             self._first_time(event_id)
+        self.gate.handled(event_ids)
 
     # -- sending --------------------------------------------------------------------------
 
@@ -208,6 +212,8 @@ class SidebandConnection:
             event = self._parse(raw)
             if event is None or not self._first_time(event.get("event_id")):
                 continue
+            if gate.skip and event.get("event_id") in gate.skip:
+                continue  # the previous owner handled it (its stream was ahead of ours)
             if gate.is_open and not gate.kept:
                 return self._pass(event)
             gate.kept.append(event)
@@ -235,6 +241,7 @@ class SidebandConnection:
         return None
 
     def _parse(self, raw: str | bytes) -> dict[str, Any] | None:
+        self.heard.set()
         try:
             event = json.loads(raw)
         except ValueError:

@@ -62,6 +62,10 @@ class ReattachingConnection:
         self._attached.set()
         self._closing = False
         self._last_session_update: str | bytes | None = None
+        self.heard = asyncio.Event()
+        """Set at the first frame: the service streams this connection's events."""
+        self.tool_calls: set[str] = set()
+        """Function calls handed to the session whose output has not gone out yet."""
         self.outcome: Outcome | None = None
         """Why the stream ended, if it was not our own close: the call was gone, or control
         could not be regained within the budget."""
@@ -71,9 +75,14 @@ class ReattachingConnection:
 
     async def send(self, message: str | bytes) -> None:
         self._report("ws_out", message)
-        if _is_session_update(message):
+        kind, value = _client_frame(message)
+        if kind == "session.update":
             self._last_session_update = message
         await self._send(message)
+        if kind == "conversation.item.create" and isinstance(value, dict):
+            item = value.get("item") or {}
+            if item.get("type") == "function_call_output":
+                self.tool_calls.discard(str(item.get("call_id")))
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         return self._frames()
@@ -123,6 +132,7 @@ class ReattachingConnection:
             while gate.is_open and gate.kept:
                 message = gate.kept.popleft()
                 gate.passed(frame_id(message))
+                self._note_tool_call(message)
                 yield message
             try:
                 message = await self._next(gate)
@@ -134,12 +144,29 @@ class ReattachingConnection:
                 continue
             if message is None:  # the gate opened or closed while we waited
                 continue
+            self.heard.set()
             self._report("ws_in", message)
+            if gate.skip and frame_id(message) in gate.skip:
+                continue  # the previous owner handled it (its stream was ahead of ours)
             if gate.is_open and not gate.kept:
                 gate.passed(frame_id(message))
+                self._note_tool_call(message)
                 yield message
             else:
                 gate.kept.append(message)
+
+    def _note_tool_call(self, message: str | bytes) -> None:
+        """Track function calls handed to the session (a hand-over waits for their outputs).
+        Only frames that can carry one are parsed."""
+        text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+        if '"response.output_item.done"' not in text or '"function_call"' not in text:
+            return
+        try:
+            item = json.loads(text).get("item") or {}
+        except (ValueError, AttributeError):
+            return
+        if item.get("type") == "function_call" and item.get("status") == "completed":
+            self.tool_calls.add(str(item.get("call_id")))
 
     async def _next(self, gate: Gate[str | bytes]) -> str | bytes | None:
         """The next frame; while held, also wake up (None) when the gate changes."""
@@ -211,10 +238,10 @@ def frame_id(message: str | bytes) -> str | None:
     return text[quote + 1 : end] if quote >= 0 and end > quote else None
 
 
-def _is_session_update(message: str | bytes) -> bool:
-    """Whether an outgoing frame is a ``session.update`` (client frames are few and small)."""
+def _client_frame(message: str | bytes) -> tuple[str | None, Any]:
+    """(type, parsed frame) of an outgoing frame (client frames are few and small)."""
     try:
         value = json.loads(message)
     except ValueError:
-        return False
-    return isinstance(value, dict) and value.get("type") == "session.update"
+        return None, None
+    return (value.get("type"), value) if isinstance(value, dict) else (None, value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -94,17 +95,30 @@ class RealtimeCall:
     def _connection(self) -> ReattachingConnection | None:
         return self.model.connection if isinstance(self.model, sdk.CallSIPModel) else None
 
-    def hold(self) -> str | None:
+    def hold(self) -> list[str]:
         connection = self._connection()
-        return connection.gate.close() if connection is not None else None
+        return connection.gate.close() if connection is not None else []
 
-    def release_after(self, event_id: str | None) -> None:
+    def release_after(self, handled: list[str]) -> None:
         connection = self._connection()
         if connection is not None:
-            connection.gate.open_after(event_id, frame_id)
+            connection.gate.open_after(handled, frame_id)
 
-    def seen_ids(self) -> list[str]:
-        return []  # the Realtime API replays nothing on a new connection
+    def pending_tool_calls(self) -> int:
+        connection = self._connection()
+        return len(connection.tool_calls) if connection is not None else 0
+
+    async def heard(self, timeout: float) -> bool:
+        connection = self._connection()
+        return connection is not None and await _wait(connection.heard, timeout)
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> bool:
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True
 
 
 class RealtimeEngine:
