@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from callserver import admin
+from callserver import admin, admin_calls
 from callserver.calls.manager import CallManager, Draining
 from callserver.calls.registry import RegistryUnavailable
 from callserver.calls.registry_factory import make_registry
@@ -26,10 +26,13 @@ from callserver.engines.base import Engine, EngineOptions
 from callserver.engines.registry import build_engines
 from callserver.engines.rest import DeadlineRest
 from callserver.metrics import Metrics
+from callserver.outbound.service import OutboundService
+from callserver.outbound.setup import build_outbound
 from callserver.records.cassette import make_recorder_factory
 from callserver.records.outbox import Outbox
 from callserver.records.post_call import call_ended_listener
 from callserver.settings import Settings
+from callserver.twilio_outbound_routes import outbound_answer, outbound_status
 from callserver.twilio_routes import (
     TwilioService,
     build_twilio,
@@ -57,6 +60,8 @@ class Services:
     outbox: Outbox | None = None
     twilio: TwilioService | None = None
     """The Twilio number integration; None when TWILIO_AUTH_TOKEN is unset."""
+    outbound: OutboundService | None = None
+    """Outbound calls (dialers, campaigns)."""
 
 
 def build_verifier(settings: Settings) -> SignatureVerifier | None:
@@ -125,9 +130,19 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             )
             await coordinator.start()
         twilio = build_twilio(settings, manager, holder)
+        outbound = build_outbound(
+            settings, manager, holder, rest, redis=getattr(registry, "client", None)
+        )
         outbox = await _start_outbox(settings, metrics, manager)
         app.state.services = Services(
-            settings, holder, manager, verifier, metrics=metrics, outbox=outbox, twilio=twilio
+            settings,
+            holder,
+            manager,
+            verifier,
+            metrics=metrics,
+            outbox=outbox,
+            twilio=twilio,
+            outbound=outbound,
         )
         log.info(
             "callserver ready",
@@ -137,6 +152,7 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             yield
         finally:
             await manager.drain(settings.drain_timeout_s)
+            await outbound.aclose()
             if coordinator is not None:  # after the drain: routed ends and leases still work
                 await coordinator.aclose()  # also closes the Redis client
             if recorder_factory is not None:
@@ -152,10 +168,13 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             Route("/twilio/voice", twilio_voice, methods=["GET", "POST"]),
             Route("/twilio/status", twilio_status, methods=["GET", "POST"]),
             Route("/twilio/dial-action", twilio_dial_action, methods=["POST"]),
+            Route("/twilio/outbound/answer", outbound_answer, methods=["POST"]),
+            Route("/twilio/outbound/status", outbound_status, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             *admin.ROUTES,
+            *admin_calls.ROUTES,
         ],
         lifespan=lifespan,
     )

@@ -13,6 +13,7 @@ from pydantic import BeforeValidator, Field, model_validator
 from callserver.graph.dtmf_models import DtmfSpec
 from callserver.graph.fields import NAME_PATTERN, Strict, Voice
 from callserver.graph.live_models import LiveSettings
+from callserver.graph.outbound_models import VARIABLE_PATTERN, OutboundSettings, Variable
 from callserver.graph.session_models import LimitsSpec, SessionSettings
 from callserver.graph.tool_models import GuardrailSpec, ToolSpec
 
@@ -87,3 +88,10 @@ class GraphFile(Strict):
     )
     agents: dict[Annotated[str, Field(pattern=NAME_PATTERN)], AgentSpec] = Field(min_length=1)
     dtmf: DtmfSpec | None = Field(None, description="keypad presses; unset = ignored")
+    variables: dict[Annotated[str, Field(pattern=VARIABLE_PATTERN)], Variable] = Field(
+        default_factory=dict,
+        description="values each placed (outbound) call brings, read as {{ var.NAME }}",
+    )
+    outbound: OutboundSettings | None = Field(
+        None, description="placing calls with this graph: dialer, caller number, voicemail"
+    )
