@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from callserver.calls.records import CallRecord
-from callserver.testing.harness import RunningServer
+from callserver.testing.fake_openai import FakeOpenAI
+from callserver.testing.fake_twilio_api import FakeTwilio
+from callserver.testing.harness import RunningServer, free_port, run_callserver, test_settings
 from tests.conftest import ROOT
 from tests.e2e import wait_for
 
@@ -54,3 +59,41 @@ async def ended(server: RunningServer, call_id: str, timeout: float = 10.0) -> C
 async def status_of(server: RunningServer, call_id: str) -> str | None:
     response = await get(server, f"/admin/calls/{call_id}")
     return response.json().get("status") if response.status_code == 200 else None
+
+
+TWILIO_TOKEN = "twilio-token-for-outbound-tests"
+TWILIO_SID = "AC" + "1" * 32
+SIGNING_KEY = "outbound-signing-key-for-tests-0123456789"
+
+
+@contextlib.asynccontextmanager
+async def twilio_callserver(
+    fake: FakeOpenAI,
+    config: Path = OUTBOUND_CONFIG,
+    engines: tuple[str, ...] = ("realtime",),
+    **overrides: Any,
+) -> AsyncIterator[tuple[RunningServer, FakeTwilio]]:
+    """callserver with the Twilio dialer on, and the fake Twilio it dials through."""
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    async with FakeTwilio(
+        account_sid=TWILIO_SID,
+        auth_token=TWILIO_TOKEN,
+        openai=fake,
+        webhook_url=f"{public}/webhooks/openai",
+        engines=engines,
+    ) as twilio:
+        values: dict[str, Any] = {
+            "admin_token": ADMIN_TOKEN,
+            "twilio_account_sid": TWILIO_SID,
+            "twilio_auth_token": TWILIO_TOKEN,
+            "twilio_api_url": twilio.base_url,
+            "twilio_from": "+14155550177",
+            "public_base_url": public,
+            "outbound_signing_key": SIGNING_KEY,
+            "openai_project_id": "proj_test123",
+            **overrides,
+        }
+        settings = test_settings(fake.base_url, config, **values)
+        async with run_callserver(settings, port=port) as server:
+            yield server, twilio

@@ -111,7 +111,7 @@ class OutboundSettings(Strict):
         "CALLSERVER_TWILIO_MACHINE_DETECTION",
     )
     ring_timeout: Duration = Field(
-        30.0, ge=5, le=180, description="give up on a call not answered within this"
+        30.0, ge=1, le=180, description="give up on a call not answered within this"
     )
 
     @model_validator(mode="before")

@@ -75,20 +75,20 @@ class TwilioCallsApi:
 
     async def create(self, order: CallOrder) -> str:
         """Place the call; its CallSid. Raises TwilioRefused or TwilioUnknown; never retries."""
-        form: list[tuple[str, str]] = [
-            ("To", order.to),
-            ("From", order.from_),
-            ("Url", order.answer_url),
-            ("Method", "POST"),
-            ("StatusCallback", order.status_url),
-            ("StatusCallbackMethod", "POST"),
-            *(("StatusCallbackEvent", event) for event in STATUS_EVENTS),
-            ("Timeout", str(order.ring_timeout_s)),
-        ]
+        form: dict[str, str | list[str]] = {
+            "To": order.to,
+            "From": order.from_,
+            "Url": order.answer_url,
+            "Method": "POST",
+            "StatusCallback": order.status_url,
+            "StatusCallbackMethod": "POST",
+            "StatusCallbackEvent": list(STATUS_EVENTS),
+            "Timeout": str(order.ring_timeout_s),
+        }
         if order.machine_detection:
-            form.append(("MachineDetection", order.machine_detection))
+            form["MachineDetection"] = order.machine_detection
         try:
-            response = await self._client.post("/Calls.json", data=form)  # type: ignore[arg-type]
+            response = await self._client.post("/Calls.json", data=form)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             raise TwilioUnknown(type(exc).__name__) from None
         if response.status_code in (200, 201):
