@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from callserver import admin, admin_calls
+from callserver import admin, admin_calls, admin_campaigns
 from callserver.calls.manager import CallManager, Draining
 from callserver.calls.registry import RegistryUnavailable
 from callserver.calls.registry_factory import make_registry
@@ -27,7 +27,7 @@ from callserver.engines.registry import build_engines
 from callserver.engines.rest import DeadlineRest
 from callserver.metrics import Metrics
 from callserver.outbound.service import OutboundService
-from callserver.outbound.setup import build_outbound
+from callserver.outbound.setup import build_campaigns, build_outbound
 from callserver.records.cassette import make_recorder_factory
 from callserver.records.outbox import Outbox
 from callserver.records.post_call import call_ended_listener
@@ -130,9 +130,10 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             )
             await coordinator.start()
         twilio = build_twilio(settings, manager, holder)
-        outbound = build_outbound(
-            settings, manager, holder, rest, redis=getattr(registry, "client", None)
-        )
+        redis = getattr(registry, "client", None)
+        outbound = build_outbound(settings, manager, holder, rest, redis=redis)
+        campaigns = outbound.campaigns = build_campaigns(settings, outbound, redis=redis)
+        await campaigns.runner.start()
         outbox = await _start_outbox(settings, metrics, manager)
         app.state.services = Services(
             settings,
@@ -151,7 +152,9 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
         try:
             yield
         finally:
+            campaigns.runner.stop_dialing()  # no new calls while calls drain
             await manager.drain(settings.drain_timeout_s)
+            await campaigns.runner.aclose()
             await outbound.aclose()
             if coordinator is not None:  # after the drain: routed ends and leases still work
                 await coordinator.aclose()  # also closes the Redis client
@@ -175,6 +178,7 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             *admin.ROUTES,
             *admin_calls.ROUTES,
+            *admin_campaigns.ROUTES,
         ],
         lifespan=lifespan,
     )

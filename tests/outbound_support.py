@@ -97,3 +97,30 @@ async def twilio_callserver(
         settings = test_settings(fake.base_url, config, **values)
         async with run_callserver(settings, port=port) as server:
             yield server, twilio
+
+
+async def wait_campaign(
+    server: RunningServer, campaign_id: str, state: str = "completed", timeout: float = 20.0
+) -> dict[str, Any]:
+    """The campaign once in ``state``."""
+    last: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        nonlocal last
+        last = (await get(server, f"/admin/campaigns/{campaign_id}")).json()
+        return last.get("state") == state
+
+    await wait_for(reached, timeout, f"campaign {campaign_id} {state} (last: {last})")
+    return last
+
+
+def concurrency_probe(fake: FakeOpenAI) -> list[int]:
+    """Samples of how many outbound sessions are live at the fake, taken at every create."""
+    samples: list[int] = []
+
+    def on_create(create: Any) -> None:
+        live = fake.live.sessions.values()
+        samples.append(sum(1 for s in live if s.outbound and s.state != "ended"))
+
+    fake.live.outbound.on_create = on_create
+    return samples

@@ -49,9 +49,7 @@ def check_template(text: str, variables: Collection[str] = ()) -> list[Placehold
             var = name[len("var.") :]
             if var not in variables:
                 hint = did_you_mean(var, variables) or " (declare it under variables:)"
-                issues.append(
-                    PlaceholderIssue(line, f"undeclared variable {{{{ {name} }}}}{hint}")
-                )
+                issues.append(PlaceholderIssue(line, f"undeclared variable {{{{ {name} }}}}{hint}"))
         elif name not in NAMES:
             hint = did_you_mean(name, NAMES[:-2])
             known = ", ".join(NAMES)

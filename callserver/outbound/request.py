@@ -8,6 +8,7 @@ graph does not declare, a required one missing, a ``from`` that is not E.164.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ from callserver.graph.spec import GraphSpec
 MAX_VARIABLES = 50
 MAX_VALUE_CHARS = 1000
 DIALERS = ("live", "twilio")
+_SEPARATORS = re.compile(r"[\s\-.()]")
 
 
 class RequestError(ValueError):
@@ -50,6 +52,8 @@ def phone(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise RequestError(field, "required: an E.164 number such as +14155550123")
     text = value.strip()
+    if _SEPARATORS.search(text[1:]) and text.startswith("+"):
+        text = "+" + _SEPARATORS.sub("", text[1:])  # +1 (415) 555-0123 as people write it
     if not is_e164(text):
         raise RequestError(
             field, f"{_shown(text)!r} is not an E.164 number (+, country code, number)"

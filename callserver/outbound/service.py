@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callserver.calls.manager import CallManager, ConfigSource
 from callserver.calls.outbound import END_REASONS, OutboundDialer, OutboundPlan, OutboundRefused
@@ -29,6 +29,9 @@ from callserver.outbound.twilio_answer import TwilioOutbound
 from callserver.outbound.voicemail import VoicemailWatch
 from callserver.settings import Settings
 from callserver.webhooks.twilio import TwilioSignature
+
+if TYPE_CHECKING:
+    from callserver.outbound.campaigns.service import Campaigns
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,8 @@ class OutboundService:
         self.twilio: TwilioOutbound | None = None
         """Answers Twilio's requests about calls the Twilio dialer placed (when on)."""
         self.twilio_signature: TwilioSignature | None = None
+        self.campaigns: Campaigns | None = None
+        """Set by the lifespan (``setup.build_campaigns``)."""
         manager.metrics.allow_end_reasons([*END_REASONS, *TWILIO_END_REASONS])
 
     # ---- one call ---------------------------------------------------------------------------

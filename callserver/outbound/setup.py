@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 from typing import TYPE_CHECKING
 
 from callserver.calls.manager import CallManager, ConfigSource
 from callserver.calls.outbound import OutboundDialer
 from callserver.calls.registry import min_cap
+from callserver.calls.registry_factory import default_instance_id
 from callserver.engines.live.outbound import SipTrunk, trunk_problem
 from callserver.engines.rest import DeadlineRest
 from callserver.outbound.bridge import BridgeBoard
+from callserver.outbound.campaigns.redis_store import RedisCampaignStore
+from callserver.outbound.campaigns.runner import CampaignRunner
+from callserver.outbound.campaigns.service import Campaigns
+from callserver.outbound.campaigns.sqlite_store import SqliteCampaignStore
+from callserver.outbound.campaigns.store import CampaignStore
 from callserver.outbound.correlation import Correlation
 from callserver.outbound.dnc import DncError, DoNotCall, read_dnc_file
 from callserver.outbound.intake import BridgeIntake
@@ -170,3 +177,23 @@ def build_outbound(
             {k: v.get_secret_value() for k, v in settings.twilio_shared_keys.items()},
         )
     return service
+
+
+def build_campaigns(
+    settings: Settings, outbound: OutboundService, *, redis: Redis | None = None
+) -> Campaigns:
+    """The campaigns and this instance's runner: in Redis with ``REDIS_URL``, else SQLite."""
+    store: CampaignStore
+    if redis is not None:
+        store = RedisCampaignStore(redis, settings.redis_key_prefix)
+    else:
+        store = SqliteCampaignStore(settings.campaign_db_path)
+    owner = f"{settings.instance_id or default_instance_id()}#{secrets.token_hex(4)}"
+    runner = CampaignRunner(
+        store,
+        outbound,
+        owner=owner,
+        poll_s=settings.campaign_poll_s,
+        lease_s=max(settings.redis_lease_s, 3 * settings.campaign_poll_s),
+    )
+    return Campaigns(store, runner, outbound)
