@@ -52,7 +52,7 @@ async def test_create_and_progress(store: CampaignStore) -> None:
     assert info.state == "running" and info.total == 4
     assert info.counts == {"pending": 3, "skipped": 1} and info.outcomes == {"dnc": 1}
     assert await store.running() == ["cmp_1"]
-    row, next_at = await store.due("cmp_1", NOW)
+    row, _next_at = await store.due("cmp_1", NOW)
     assert row is not None and row.row == 1 and row.variables == {"name": "A"}
     assert (await store.get("cmp_1")).spec == SPEC
 
@@ -105,7 +105,7 @@ async def test_unclaim_skip_defer(store: CampaignStore) -> None:
     assert (await store.get("cmp_1")).in_flight == 0
     await store.skip("cmp_1", 1, "dnc")
     await store.defer("cmp_1", 2, NOW + 3600)
-    row, next_at = await store.due("cmp_1", NOW)
+    row, _next_at = await store.due("cmp_1", NOW)
     assert row is not None and row.row == 3
     rows = await store.rows("cmp_1")
     assert rows[0].status == "skipped" and rows[0].outcome == "dnc"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import time
 
@@ -122,7 +123,7 @@ async def test_pace_and_max_concurrent(dialing, fake_openai: FakeOpenAI) -> None
     campaign_id = response.json()["id"]
     await wait_campaign(dialing, campaign_id)
     times = [c.at for c in live.creates]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(times) == 8 and min(gaps) >= 0.09  # 600/min: one dial per 100 ms at most
     assert max(samples) == 2  # calls live at the fake when one more is placed: never above 2
     await assert_idle(dialing)
