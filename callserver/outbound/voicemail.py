@@ -36,7 +36,7 @@ _SCREENING = re.compile(
 _VOICEMAIL = re.compile(
     r"leave (me |us )?(a |your )?(brief |short )?(message|voicemail|name and number)"
     r"|after the (tone|beep)|at the (tone|beep)|you'?ve reached|you have reached"
-    r"|(is |are )?(not|un)available( right now| to take)?|can'?t (take|come to|answer)"
+    r"|(is |are )?(not |un)available|can'?t (take|come to|answer)"
     r"|cannot (take|come to|answer)|voice ?mail|mailbox|record your message"
     r"|the number you have dialed|the subscriber you|please try again later"
     r"|deje (su|un) mensaje|despu[eé]s del tono|laissez (un|votre) message|apr[eè]s le bip",
