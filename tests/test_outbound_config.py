@@ -38,7 +38,8 @@ CASES: list[tuple[str, str, str]] = [
     (
         "variable without declarations",
         LIVE.replace("Hello.", "Hi {{ var.name }}."),
-        "g.yaml:6 agents.a.instructions: undeclared variable {{ var.name }} (declare it under variables:)",
+        "g.yaml:6 agents.a.instructions: undeclared variable {{ var.name }} "
+        "(declare it under variables:)",
     ),
     (
         "variable in the greeting",
@@ -65,7 +66,8 @@ CASES: list[tuple[str, str, str]] = [
     (
         "leave_message needs the action",
         LIVE + "outbound:\n  on_voicemail: hangup\n  leave_message: Call us.\n",
-        "g.yaml:7 outbound: leave_message is only spoken with on_voicemail: leave_message (not hangup)",
+        "g.yaml:7 outbound: leave_message is only spoken with on_voicemail: leave_message "
+        "(not hangup)",
     ),
     (
         "the action needs the message",
@@ -80,7 +82,8 @@ CASES: list[tuple[str, str, str]] = [
     (
         "message placeholder",
         LIVE + "outbound:\n  leave_message: 'Hi {{ var.x }}'\n",
-        "g.yaml:8 outbound.leave_message: undeclared variable {{ var.x }} (declare it under variables:)",
+        "g.yaml:8 outbound.leave_message: undeclared variable {{ var.x }} "
+        "(declare it under variables:)",
     ),
     (
         "unknown outbound key",
@@ -150,7 +153,7 @@ def test_correlation_header() -> None:
     assert (bridge.attempt_id, bridge.engine, bridge.answered_by) == (
         "out_0123456789abcdef", "realtime", "human"
     )  # fmt: skip
-    attempt, engine, answered, expires, mac = value.split(".")
+    attempt, _, answered, expires, mac = value.split(".")
     forged = ".".join([attempt, "live", answered, expires, mac])  # another engine, same mac
     for bad, reason in [
         (forged, "bad_signature"),
@@ -185,8 +188,13 @@ def test_calling_windows() -> None:
     assert not night.is_open(_ts("2026-11-30T01:00", "UTC"), "UTC")
     spring = _ts("2026-03-08T01:00", zone)  # the night New York's clocks go forward
     assert window.next_open(spring, zone) == _ts("2026-03-09T09:00", zone)
-    for bad in ({"start": "9am", "end": "20:00"}, {"start": "09:00"}, {"start": "09:00", "end": "09:00"},
-                {"start": "09:00", "end": "20:00", "days": ["funday"]}):  # fmt: skip
+    bad_windows = [
+        {"start": "9am", "end": "20:00"},
+        {"start": "09:00"},
+        {"start": "09:00", "end": "09:00"},
+        {"start": "09:00", "end": "20:00", "days": ["funday"]},
+    ]
+    for bad in bad_windows:
         with pytest.raises(ValueError):
             parse_window(bad)
 

@@ -7,11 +7,21 @@ from __future__ import annotations
 from callserver.outbound.correlation import HEADER
 from callserver.records.post_call import build_call_ended_event
 from callserver.testing.fake_openai import FakeOpenAI
-from callserver.testing.fake_twilio_api import _sip_of, _uri_headers
-from callserver.testing.harness import TEST_WEBHOOK_SECRET
+from callserver.testing.fake_twilio_api import FakeTwilio, _sip_of, _uri_headers
+from callserver.testing.harness import TEST_WEBHOOK_SECRET, free_port, run_callserver, test_settings
 from callserver.testing.webhook_sender import incoming_call_event, send_webhook
 from tests.e2e import assert_idle, wait_for
-from tests.outbound_support import ended, place, status_of, twilio_callserver
+from tests.outbound_support import (
+    ADMIN_TOKEN,
+    OUTBOUND_CONFIG,
+    SIGNING_KEY,
+    TWILIO_SID,
+    TWILIO_TOKEN,
+    ended,
+    place,
+    status_of,
+    twilio_callserver,
+)
 
 BO = "+14155550301"
 
@@ -183,3 +193,48 @@ async def test_live_graph_through_twilio(fake_openai: FakeOpenAI) -> None:
         record = await ended(server, response.json()["id"])
         assert record.outbound["outcome"] == "completed"
         await assert_idle(server)
+
+
+async def test_bridge_lands_on_another_instance(
+    fake_openai: FakeOpenAI, redis_url: str, redis_prefix: str
+) -> None:
+    """Two instances share Redis; Twilio and OpenAI reach the one that did not dial (as a
+    load balancer may do). The leg is handed to the dialing instance, which accepts it; the
+    final status lands on the other one too and is routed to the owner."""
+    port_a, port_b = free_port(), free_port()
+    public_b = f"http://127.0.0.1:{port_b}"
+    shared = {"redis_url": redis_url, "redis_key_prefix": redis_prefix, "redis_lease_s": 2.0}
+    async with FakeTwilio(
+        account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN, openai=fake_openai,
+        webhook_url=f"{public_b}/webhooks/openai",
+    ) as twilio:  # fmt: skip
+        common = {
+            "admin_token": ADMIN_TOKEN,
+            "twilio_account_sid": TWILIO_SID,
+            "twilio_auth_token": TWILIO_TOKEN,
+            "twilio_api_url": twilio.base_url,
+            "twilio_from": "+14155550177",
+            "public_base_url": public_b,
+            "outbound_signing_key": SIGNING_KEY,
+            "openai_project_id": "proj_test123",
+            **shared,
+        }
+        a_settings = test_settings(fake_openai.base_url, OUTBOUND_CONFIG, instance_id="a", **common)
+        b_settings = test_settings(fake_openai.base_url, OUTBOUND_CONFIG, instance_id="b", **common)
+        async with (
+            run_callserver(a_settings, port=port_a) as a,
+            run_callserver(b_settings, port=port_b) as b,
+        ):
+            twilio.script(BO, outcome="answer", hangs_up_after=0.5)
+            response = await place(a, to=BO, graph="followup", variables={"name": "Bo"})
+            assert response.status_code == 201, response.text
+            call_id = response.json()["id"]
+            [placed] = twilio.calls.values()
+            await wait_for(lambda: placed.bridged is not None, what="bridged", timeout=10)
+            rtc_id = placed.bridged[1]
+            await fake_openai.wait_connected(rtc_id)
+            record = await ended(a, call_id, timeout=10)
+            assert record.engine_ref == rtc_id and record.outbound["outcome"] == "completed"
+            assert b.services.manager.registry.is_local(call_id) is False
+            await assert_idle(a)
+            await assert_idle(b)
