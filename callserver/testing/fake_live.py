@@ -29,7 +29,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from callserver.testing import live_events as le
 from callserver.testing.fake_calls import Decision, RecordedRequest, error_body
@@ -189,7 +189,7 @@ class FakeLive:
         for sideband in session.open_sidebands:
             try:
                 await sideband.send(event)
-            except (ConnectionError, RuntimeError, OSError, TimeoutError):
+            except (ConnectionError, RuntimeError, OSError, TimeoutError, WebSocketDisconnect):
                 pass  # closing meanwhile: it will not see this event, as on the service
 
     async def close_session(self, session_id: str, reason: str, *, after: float = 0.0) -> None:

@@ -99,8 +99,8 @@ class FakeSideband:
             try:
                 async with self._send_lock:
                     await asyncio.wait_for(self._ws.close(code=code, reason=reason), CLOSE_TIMEOUT)
-            except (RuntimeError, OSError, TimeoutError):
-                pass
+            except (RuntimeError, OSError, TimeoutError, WebSocketDisconnect):
+                pass  # the client went first
         if not await self._wait_closed(CLOSE_TIMEOUT):
             self._dropped = True
             self._abort(self._ws)

@@ -45,18 +45,20 @@ _CLAIM = """
 local t = redis.call('TIME')
 local clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local c = redis.call('HMGET', KEYS[1], 'state', 'in_flight', 'next_slot', 'max_concurrent',
-                     'interval_ms')
+                     'interval_ms', 'last_dial')
 if c[1] ~= 'running' then return {'stopped', 0} end
 if tonumber(c[2]) >= tonumber(c[4]) then return {'busy', 0} end
 local score = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if not score then return {'taken', 0} end
 local now = tonumber(ARGV[3])
 if tonumber(score) > now then return {'not_due', tonumber(score) - now} end
+-- the pace, on Redis's clock (store.pace_wait / store.next_pace_slot)
 local slot = tonumber(c[3])
 local interval = tonumber(c[5])
-if slot > clock then return {'pace', slot - clock} end
-local base = clock
-if clock - slot < interval then base = slot end
+local wait = math.max(slot - clock, tonumber(c[6] or '0') + interval / 2 - clock)
+if wait > 0 then return {'pace', wait} end
+local nxt = clock + interval
+if clock - slot < math.max(2 * interval, 1000) then nxt = slot + interval end
 local row = cjson.decode(redis.call('HGET', KEYS[2], ARGV[1]))
 row['status'] = 'dialing'
 row['attempts'] = row['attempts'] + 1
@@ -65,7 +67,7 @@ row['call_id'] = cjson.null
 redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(row))
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[1], 'next_slot', base + interval, 'updated_at', ARGV[4])
+redis.call('HSET', KEYS[1], 'next_slot', nxt, 'last_dial', clock, 'updated_at', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'in_flight', 1)
 redis.call('HINCRBY', KEYS[1], 'dials', 1)
 redis.call('HINCRBY', KEYS[5], 'pending', -1)
@@ -270,6 +272,7 @@ class RedisCampaignStore:
                         "total": len(rows),
                         "in_flight": 0,
                         "next_slot": 0,
+                        "last_dial": 0,
                         "dials": 0,
                         "max_concurrent": spec.max_concurrent,
                         "interval_ms": max(int(spec.interval_s * 1000), 1),

@@ -27,9 +27,13 @@ from callserver.outbound.campaigns.store import (
     Claim,
     RowState,
     TransitionError,
+    next_pace_slot,
+    pace_wait,
 )
 
 T = TypeVar("T")
+CHECKPOINT_EVERY = 200
+"""Transactions between two WAL checkpoints (each in a worker thread of its own)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaigns (
@@ -42,6 +46,7 @@ CREATE TABLE IF NOT EXISTS campaigns (
     total      INTEGER NOT NULL,
     in_flight  INTEGER NOT NULL DEFAULT 0,
     next_slot  REAL NOT NULL DEFAULT 0,
+    last_dial  REAL NOT NULL DEFAULT 0,
     dials      INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS campaign_rows (
@@ -106,9 +111,22 @@ class _Db:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=5000")
+            # Checkpoints run apart (``checkpoint``), not inside a claim's commit: a commit
+            # that also copies the WAL into the database stalls the dialing for a while.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             conn.executescript(_SCHEMA)
             self._conn = conn
         return self._conn
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database on a connection of its own (``PASSIVE``: never
+        waits for, nor blocks, the writer)."""
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
 
     def tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
@@ -134,18 +152,28 @@ class SqliteCampaignStore:
 
     def __init__(self, path: str | os.PathLike[str] | Path) -> None:
         self._db = _Db(os.fspath(path))
+        self._writes = 0
+        self._checkpoint: asyncio.Task[None] | None = None
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T], empty: Any = None) -> T:
         """``fn`` in one transaction, in a worker thread; ``empty`` while no campaign was
         ever created (the file is only made by the first one)."""
         if not self._db.exists():
             return empty
-        return await asyncio.to_thread(self._db.tx, fn)
+        result = await asyncio.to_thread(self._db.tx, fn)
+        self._writes += 1
+        if self._writes % CHECKPOINT_EVERY == 0 and (
+            self._checkpoint is None or self._checkpoint.done()
+        ):
+            self._checkpoint = asyncio.create_task(asyncio.to_thread(self._db.checkpoint))
+        return result
 
     async def open(self) -> None:
         return None  # opened by the first use; created by the first campaign
 
     async def close(self) -> None:
+        if self._checkpoint is not None:
+            await asyncio.gather(self._checkpoint, return_exceptions=True)
         await asyncio.to_thread(self._db.close)
 
     # ---- campaigns ---------------------------------------------------------------------------
@@ -303,12 +331,12 @@ class SqliteCampaignStore:
     async def claim(self, campaign_id: str, row: int, now: float, owner: str) -> Claim:
         def write(conn: sqlite3.Connection) -> Claim:
             campaign = conn.execute(
-                "SELECT state, in_flight, next_slot, spec FROM campaigns WHERE id = ?",
+                "SELECT state, in_flight, next_slot, last_dial, spec FROM campaigns WHERE id = ?",
                 (campaign_id,),
             ).fetchone()
             if campaign is None or campaign[0] != "running":
                 return Claim("stopped")
-            _, in_flight, next_slot, spec_json = campaign
+            _, in_flight, next_slot, last_dial, spec_json = campaign
             spec = json.loads(spec_json)
             if in_flight >= int(spec["max_concurrent"]):
                 return Claim("busy")
@@ -322,15 +350,14 @@ class SqliteCampaignStore:
             if (found[1] or 0.0) > now:
                 return Claim("not_due", wait_s=found[1] - now)
             interval = 60.0 / float(spec["calls_per_minute"])
-            if next_slot > now:
-                return Claim("pace", wait_s=next_slot - now)
-            # On the pace's grid when the runner is a little late; a fresh start after idling.
-            base = next_slot if now - next_slot < interval else now
+            if (wait := pace_wait(next_slot, last_dial, now, interval)) > 0:
+                return Claim("pace", wait_s=wait)
+            slot = next_pace_slot(next_slot, now, interval)
             attempt = found[2] + 1
             conn.execute(
                 "UPDATE campaigns SET in_flight = in_flight + 1, dials = dials + 1, "
-                "next_slot = ?, updated_at = ? WHERE id = ?",
-                (base + interval, now, campaign_id),
+                "next_slot = ?, last_dial = ?, updated_at = ? WHERE id = ?",
+                (slot, now, now, campaign_id),
             )
             conn.execute(
                 "UPDATE campaign_rows SET status = 'dialing', attempts = ?, owner = ?, "

@@ -32,6 +32,29 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 INTERRUPTED = "the instance placing this call stopped during the attempt; not retried"
 
 
+CATCH_UP_S = 1.0
+
+
+def pace_wait(next_slot: float, last_dial: float, now: float, interval: float) -> float:
+    """Seconds until the pace allows the next dial (0: now): its slot has come, and it is
+    at least half an interval after the previous dial (so catching up never goes above
+    twice the pace)."""
+    return max(next_slot - now, last_dial + interval / 2 - now, 0.0)
+
+
+def next_pace_slot(next_slot: float, now: float, interval: float) -> float:
+    """The slot of the dial after one made at ``now`` in the slot ``next_slot``.
+
+    On time or a little late (a busy event loop, a slow disk, a GC pause: less than
+    ``max(2 intervals, 1 s)``): one interval later on the pace's grid, so the rate holds
+    over the campaign. Later than that (the campaign was idle or paused): start afresh
+    from now, rather than burst to make up for the idle time.
+    """
+    if now - next_slot < max(2 * interval, CATCH_UP_S):
+        return next_slot + interval
+    return now + interval
+
+
 class TransitionError(ValueError):
     """A campaign cannot go from its state to the one asked (e.g. resume a cancelled one)."""
 
