@@ -73,6 +73,8 @@ async def test_one_call_answered_and_completed(start_callserver, fake_openai: Fa
     assert event["dialed"] == ANA
     assert "trunk-secret-password" not in json.dumps(event)
     assert fake_openai.client_schema_errors == []
+    metrics, _ = server.services.metrics.exposition()
+    assert b'callserver_outbound_calls_total{dialer="live",outcome="completed"} 1.0' in metrics
     await assert_idle(server)
 
 
@@ -103,6 +105,8 @@ async def test_unanswered_outcomes(start_callserver, fake_openai: FakeOpenAI) ->
         assert event["outbound"]["outcome"] == outcome and event["dialed"] is None
     for number in cases:
         assert len(fake_openai.live.outbound.dialed(number)) == 1  # never retried
+    metrics = server.services.metrics.exposition()[0].decode()
+    assert 'outcome="unanswered"' in metrics and 'outcome="rejected"' in metrics
     await assert_idle(server)
 
 
