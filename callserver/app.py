@@ -18,19 +18,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from callserver import admin, admin_calls, admin_campaigns
+from callserver.calls.config_store import ConfigStore
 from callserver.calls.manager import CallManager, Draining
+from callserver.calls.moves import CallMoves
 from callserver.calls.registry import RegistryUnavailable
 from callserver.calls.registry_factory import make_registry
 from callserver.config_holder import ConfigHolder
-from callserver.engines.base import Engine, EngineOptions
+from callserver.engines.base import Engine, EngineOptions, ReattachPolicy
 from callserver.engines.registry import build_engines
 from callserver.engines.rest import DeadlineRest
+from callserver.graph import Config
 from callserver.metrics import Metrics
 from callserver.outbound.service import OutboundService
 from callserver.outbound.setup import build_campaigns, build_outbound
+from callserver.records.analysis_queue import AnalysisQueue
 from callserver.records.cassette import make_recorder_factory
 from callserver.records.outbox import Outbox
-from callserver.records.post_call import call_ended_listener
+from callserver.records.post_call_service import start_post_call
 from callserver.settings import Settings
 from callserver.twilio_outbound_routes import outbound_answer, outbound_status
 from callserver.twilio_routes import (
@@ -58,6 +62,8 @@ class Services:
     verifier: SignatureVerifier | None
     metrics: Metrics
     outbox: Outbox | None = None
+    analysis: AnalysisQueue | None = None
+    """Post-call analyses (with the outbox; None without post-call receivers)."""
     twilio: TwilioService | None = None
     """The Twilio number integration; None when TWILIO_AUTH_TOKEN is unset."""
     outbound: OutboundService | None = None
@@ -105,7 +111,12 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
         )
         engines = build_engines(
             rest,
-            EngineOptions(settings.openai_base_url, api_key, recording_dir=settings.recording_dir),
+            EngineOptions(
+                settings.openai_base_url,
+                api_key,
+                recording_dir=settings.recording_dir,
+                reattach=ReattachPolicy(settings.reattach_budget_s),
+            ),
         )
         await warm_up(holder, engines)
         recorder_factory = make_recorder_factory(settings, holder)
@@ -119,14 +130,21 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
         )
         if recorder_factory is not None:
             rest.observer = manager.observe_rest
+        mover: CallMoves | None = None
         if coordinator is not None:
             manager.coordinator = coordinator
+            store = ConfigStore(coordinator.registry.client, settings.redis_key_prefix)
+            mover = manager.mover = CallMoves(manager, coordinator.registry, holder, store)
+            await _publish_config(store, holder.current)
+            holder.on_loaded.append(lambda config: _publish_config(store, config))
             coordinator.bind(
                 on_end_request=lambda call_id, reason: manager.end(call_id, reason),
                 on_orphan=manager.hangup_orphan,
                 on_transfer=lambda call_id, target, reason: manager.transfer(
                     call_id, target, reason=reason
                 ),
+                on_move=mover.on_message,
+                on_adopt=mover.adopt_orphan,
             )
             await coordinator.start()
         twilio = build_twilio(settings, manager, holder)
@@ -134,14 +152,15 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
         outbound = build_outbound(settings, manager, holder, rest, redis=redis)
         campaigns = outbound.campaigns = build_campaigns(settings, outbound, redis=redis)
         await campaigns.runner.start()
-        outbox = await _start_outbox(settings, metrics, manager)
+        post_call = await start_post_call(settings, metrics, holder, manager.end_listeners)
         app.state.services = Services(
             settings,
             holder,
             manager,
             verifier,
             metrics=metrics,
-            outbox=outbox,
+            outbox=post_call.outbox if post_call is not None else None,
+            analysis=post_call.analysis if post_call is not None else None,
             twilio=twilio,
             outbound=outbound,
         )
@@ -156,12 +175,14 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             await manager.drain(settings.drain_timeout_s)
             await campaigns.runner.aclose()
             await outbound.aclose()
+            if mover is not None:
+                await mover.aclose()
             if coordinator is not None:  # after the drain: routed ends and leases still work
                 await coordinator.aclose()  # also closes the Redis client
             if recorder_factory is not None:
                 await recorder_factory.aclose()
-            if outbox is not None:
-                await outbox.aclose()
+            if post_call is not None:
+                await post_call.aclose()
             await rest.aclose()
 
     return Starlette(
@@ -182,6 +203,14 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
         ],
         lifespan=lifespan,
     )
+
+
+async def _publish_config(store: ConfigStore, config: Config) -> None:
+    """Share a config by hash: a call that started on it can move to another instance."""
+    try:
+        await store.publish(config)
+    except RegistryUnavailable as exc:
+        log.warning("config not shared (calls on it cannot move): %s", exc)
 
 
 async def warm_up(holder: ConfigHolder, engines: Mapping[str, Engine]) -> None:
@@ -206,27 +235,6 @@ def _allow_labels(metrics: Metrics, holder: ConfigHolder) -> None:
     for graph in config.graphs.values():
         tools.update(getattr(graph, "tool_names", ()) or ())
     metrics.allow_tools(tools)
-
-
-async def _start_outbox(
-    settings: Settings, metrics: Metrics, manager: CallManager
-) -> Outbox | None:
-    """The durable post-call event outbox, when receivers are configured."""
-    if not settings.postcall_urls:
-        return None
-    if settings.postcall_secret is None:
-        raise RuntimeError("CALLSERVER_POSTCALL_URLS is set but CALLSERVER_POSTCALL_SECRET is not")
-    outbox = Outbox(
-        settings.outbox_path,
-        list(settings.postcall_urls),
-        settings.postcall_secret.get_secret_value(),
-        on_result=metrics.postcall_delivery,
-    )
-    await outbox.start()
-    manager.end_listeners.append(
-        call_ended_listener(outbox, redact_numbers=settings.redact_numbers)
-    )
-    return outbox
 
 
 def _services(request: Request) -> Services:

@@ -2,8 +2,9 @@
 
 Starts the bundled fake OpenAI and a real callserver (both on loopback), then plays the part
 of OpenAI and the caller: a signed ``realtime.call.incoming`` webhook, a weather question
-(tool call), a request for billing (handoff), and a hangup (TCP drop). Prints what crossed
-the wire. No network access, no credentials.
+(tool call), a request for billing (handoff), and a hangup (TCP drop); then what a backend
+receives after the call (``demo_post_call``). Prints what crossed the wire. No network
+access, no credentials.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ def short(value: Any, limit: int = 90) -> str:
 async def run_demo(config: Path) -> int:
     """Play one call; returns a process exit code (0 if the call went as scripted)."""
     logging.getLogger().setLevel(logging.ERROR)
-    async with FakeOpenAI() as fake:
+    from callserver.demo_post_call import after_the_call, post_call_backend  # uses say()
+
+    async with FakeOpenAI() as fake, post_call_backend(fake) as (receiver, post_call):
         say("[fake OpenAI]", f"listening on {fake.base_url}")
-        settings = test_settings(fake.base_url, config)
+        settings = test_settings(fake.base_url, config, **post_call)
         async with run_callserver(settings) as server:
             say("[callserver]", f"listening on {server.url}, config {config}")
             call_id, response = await fake.send_incoming_call(
@@ -87,8 +90,8 @@ async def run_demo(config: Path) -> int:
                 f"session.update: {short(handoff['session']['instructions'])}",
             )
 
-            say("caller", "hangs up (the TCP connection drops, no close frame)")
-            await conn.drop()
+            say("caller", "hangs up (the call ends; its websocket drops, no close frame)")
+            await fake.caller_hangs_up(call_id)
             record = None
             for _ in range(200):
                 record = await server.services.manager.registry.get(call_id)
@@ -101,6 +104,8 @@ async def run_demo(config: Path) -> int:
             say("", f"agents {summary['agents_visited']}")
             say("", f"tools {[t['name'] for t in summary['tool_calls']]}")
             say("", f"live calls now: {len(await server.services.manager.registry.live_calls())}")
+            delivered = await after_the_call(fake, receiver)
             problems = fake.client_schema_errors
             say("schema check", "every client event valid" if not problems else str(problems))
-            return 0 if record.end_reason == "caller_hangup" and not problems else 1
+            ok = record.end_reason == "caller_hangup" and not problems and delivered
+            return 0 if ok else 1

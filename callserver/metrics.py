@@ -40,9 +40,32 @@ CLEANUP_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 """Hangup -> slot freed and record finalised: should be ms; seconds means something hangs."""
 
+GAP_BUCKETS: tuple[float, ...] = (
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0,
+)  # fmt: skip
+"""A reattach normally takes a round trip or two; seconds mean backoff; the budget caps it."""
+
 CALL_DURATION_BUCKETS: tuple[float, ...] = (
     1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
 )  # fmt: skip
+
+ANALYSIS_BUCKETS: tuple[float, ...] = (
+    0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+"""A post-call analysis is one text-model request: about 1-10 s, longer with retries."""
+
+ANALYSIS_OUTCOMES: tuple[str, ...] = (
+    "completed",
+    "http_error",
+    "timeout",
+    "network_error",
+    "bad_response",
+    "refusal",
+    "incomplete",
+    "invalid_output",
+    "interrupted",
+)
+"""``completed``, or why an analysis failed (``callserver.records.responses_client``)."""
 
 KNOWN_END_REASONS: frozenset[str] = frozenset(
     {
@@ -254,6 +277,26 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self._reattaches = Counter(
+            "callserver_reattaches_total",
+            "Dropped control connections, by engine and outcome: back (reattached), gone "
+            "(the call had ended), given_up (not regained within the budget: hung up).",
+            ["engine", "outcome"],
+            registry=r,
+        )
+        self._control_gap = Histogram(
+            "callserver_control_gap_seconds",
+            "Time a call spent without its control connection, per drop.",
+            ["engine"],
+            buckets=GAP_BUCKETS,
+            registry=r,
+        )
+        self._moves = Counter(
+            "callserver_calls_moved_total",
+            "Live calls handed over to or taken over from another instance, by direction.",
+            ["direction"],
+            registry=r,
+        )
         self._draining = Gauge(
             "callserver_draining", "1 while the instance drains and takes no calls.", registry=r
         )
@@ -261,6 +304,28 @@ class Metrics:
             "callserver_postcall_deliveries_total",
             "Post-call event delivery attempts, by result (delivered, retry, dead).",
             ["result"],
+            registry=r,
+        )
+        self._analysis_outcome = _BoundedLabel(ANALYSIS_OUTCOMES, open_slots=0)
+        self._analyses = Counter(
+            "callserver_analyses_total",
+            "Post-call analyses finished, by outcome: completed, or why one failed "
+            "(http_error, timeout, network_error, bad_response, refusal, incomplete, "
+            "invalid_output, interrupted).",
+            ["outcome"],
+            registry=r,
+        )
+        self._analysis_duration = Histogram(
+            "callserver_analysis_duration_seconds",
+            "Post-call analysis time, first request to validated answer (retries included), "
+            "by result (completed or failed).",
+            ["result"],
+            buckets=ANALYSIS_BUCKETS,
+            registry=r,
+        )
+        self._analysis_retries = Counter(
+            "callserver_analysis_retries_total",
+            "Responses API requests of post-call analyses that were retried.",
             registry=r,
         )
         self._outbound = Counter(
@@ -288,6 +353,11 @@ class Metrics:
 
     def webhook_rejected(self, reason: str) -> None:
         self._webhook_rejected.labels(self._webhook_reason(reason)).inc()
+
+    def control_event(self, engine: str, outcome: str, gap_s: float) -> None:
+        """A drop of a call's control connection ended: ``back``, ``gone`` or ``given_up``."""
+        self._reattaches.labels(self._engine(engine), outcome).inc()
+        self._control_gap.labels(self._engine(engine)).observe(gap_s)
 
     def webhook_other_engine(self, engine: str) -> None:
         self._other_engine.labels(self._engine(engine)).inc()
@@ -319,6 +389,23 @@ class Metrics:
             self._active_calls[call_id] = label
         self._calls_started.labels(label).inc()
         self._calls_active.labels(label).inc()
+
+    def call_moved(self, graph: str | None, call_id: str, *, arrived: bool) -> None:
+        """A live call arrived from another instance, or left for one: the active gauge
+        follows it; calls started and ended are counted once, where they happen."""
+        label = self._graph(graph)
+        with self._active_lock:
+            if arrived:
+                if call_id in self._active_calls:
+                    return
+                self._active_calls[call_id] = label
+            elif self._active_calls.pop(call_id, None) is None:
+                return
+        if arrived:
+            self._calls_active.labels(label).inc()
+        else:
+            self._calls_active.labels(label).dec()
+        self._moves.labels("in" if arrived else "out").inc()
 
     def call_ended(
         self,
@@ -381,6 +468,16 @@ class Metrics:
         if result not in ("delivered", "retry", "dead"):
             result = OTHER
         self._postcall.labels(result).inc()
+
+    def analysis_finished(self, outcome: str, seconds: float) -> None:
+        """One analysis done: ``completed`` or its failure code (bounded label)."""
+        label = self._analysis_outcome(outcome)
+        self._analyses.labels(label).inc()
+        result = "completed" if label == "completed" else "failed"
+        self._analysis_duration.labels(result).observe(max(seconds, 0.0))
+
+    def analysis_retry(self) -> None:
+        self._analysis_retries.inc()
 
     # ---- exposition -------------------------------------------------------------------------
 

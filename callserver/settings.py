@@ -45,6 +45,9 @@ class Settings(BaseModel):
     max_call_duration_s: Annotated[float, Field(gt=0)] = 55 * 60
     """Cap for every call; OpenAI ends sessions at 60 minutes."""
     drain_timeout_s: Annotated[float, Field(ge=0)] = 30.0
+    reattach_budget_s: Annotated[float, Field(ge=0, le=300)] = 10.0
+    """How long a call whose control connection dropped may take to be reattached before it
+    is hung up (``control_lost``). The call itself survives the drop at OpenAI."""
     http_timeout_s: Annotated[float, Field(gt=0)] = 2.0
     """Per-request timeout for OpenAI REST calls."""
     max_webhook_body_bytes: int = 64 * 1024
@@ -73,6 +76,11 @@ class Settings(BaseModel):
     outbox_path: Path = Path("callserver-outbox.sqlite3")
     redact_numbers: bool = False
     """Leave caller/dialed numbers out of logs and post-call events (last 4 digits only)."""
+    redact_transcript: tuple[Literal["card", "phone", "email"], ...] = ()
+    """Hidden in every graph's transcripts sent out (post-call events, the analysis request),
+    on top of each graph's ``redact:``; comma-separated in the environment."""
+    analysis_concurrency: Annotated[int, Field(ge=1, le=100)] = 4
+    """Post-call analyses (Responses API requests) in flight at once; more wait their turn."""
     recording_mode: Literal["off", "on", "sampled"] = "off"
     """Write a cassette per call (``on``), per sampled call (``sampled``), or none."""
     recording_sample_rate: Annotated[float, Field(ge=0, le=1)] = 1.0
@@ -134,7 +142,7 @@ class Settings(BaseModel):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
-    @field_validator("recording_redact_fields", mode="before")
+    @field_validator("recording_redact_fields", "redact_transcript", mode="before")
     @classmethod
     def _split_fields(cls, value: object) -> object:
         if isinstance(value, str):
@@ -192,6 +200,7 @@ class Settings(BaseModel):
             "max_concurrent_calls": "CALLSERVER_MAX_CALLS",
             "fleet_max_calls": "CALLSERVER_FLEET_MAX_CALLS",
             "ring_deadline_s": "CALLSERVER_RING_DEADLINE",
+            "reattach_budget_s": "CALLSERVER_REATTACH_BUDGET",
             "max_call_duration_s": "CALLSERVER_MAX_CALL_DURATION",
             "drain_timeout_s": "CALLSERVER_DRAIN_TIMEOUT",
             "http_timeout_s": "CALLSERVER_HTTP_TIMEOUT",
@@ -207,6 +216,8 @@ class Settings(BaseModel):
             "postcall_secret": "CALLSERVER_POSTCALL_SECRET",
             "outbox_path": "CALLSERVER_OUTBOX_PATH",
             "redact_numbers": "CALLSERVER_REDACT_NUMBERS",
+            "redact_transcript": "CALLSERVER_REDACT_TRANSCRIPT",
+            "analysis_concurrency": "CALLSERVER_ANALYSIS_CONCURRENCY",
             "recording_mode": "CALLSERVER_RECORDING",
             "recording_sample_rate": "CALLSERVER_RECORDING_SAMPLE_RATE",
             "recording_dir": "CALLSERVER_RECORDING_DIR",

@@ -50,7 +50,7 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help=f"scenarios (default all: {', '.join(SCENARIOS)})")
-    parser.add_argument("--config", type=Path, default=ROOT / "config" / "agents.yaml")
+    parser.add_argument("--config", type=Path, default=ROOT / "config")
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "replays")
     args = parser.parse_args()
     unknown = [n for n in args.names if n not in SCENARIOS]

@@ -23,3 +23,15 @@ async def slow_lookup(order_id: str) -> str:
         raise
     finally:
         RUNNING -= 1
+
+
+QUICK_RUNS = 0
+"""How many times quick_lookup ran to completion (a tool must never run twice)."""
+
+
+async def quick_lookup(order_id: str) -> str:
+    """Look up an order; takes a moment (long enough for a connection to drop meanwhile)."""
+    global QUICK_RUNS
+    await asyncio.sleep(0.3)
+    QUICK_RUNS += 1
+    return f"order {order_id} shipped"

@@ -67,3 +67,16 @@ async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
     prefix = f"cstest:{uuid.uuid4().hex[:12]}:"
     yield prefix
     await delete_prefix(redis_url, prefix)
+
+
+# ---- post-call events (tests/test_analysis*.py) ----------------------------------------------
+
+from callserver.testing.postcall_receiver import PostCallReceiver  # noqa: E402
+from tests.analysis_support import POSTCALL_SECRET  # noqa: E402
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[PostCallReceiver]:
+    """A started receiver of signed post-call events (``POSTCALL_SECRET``), stopped after."""
+    async with PostCallReceiver(POSTCALL_SECRET) as started:
+        yield started

@@ -74,9 +74,9 @@ async def test_whole_call(callserver: RunningServer, fake_openai: FakeOpenAI) ->
         what="billing agent",
     )
 
-    # The caller hangs up: TCP drop, no close frame (1006).
+    # The caller hangs up: the call ends and its websocket drops (no close frame, 1006).
     started = time.monotonic()
-    await conn.drop()
+    await fake_openai.caller_hangs_up(call_id)
     record = await ended_record(callserver, call_id)
     assert time.monotonic() - started < 1.0
     assert record.end_reason == "caller_hangup"
@@ -100,7 +100,7 @@ async def test_clean_close_also_ends_the_call(
     call_id, _ = await place_call(callserver, fake_openai)
     conn = await fake_openai.wait_connected(call_id)
     await conn.expect("session.update")
-    await conn.close(1000)
+    await fake_openai.caller_hangs_up(call_id, clean=True)  # the call ends, close frame 1000
     record = await ended_record(callserver, call_id)
     assert record.end_reason == "caller_hangup"
     await assert_idle(callserver)
@@ -119,7 +119,7 @@ async def test_hangup_during_running_tool_cancels_it(
     cancelled_before = call_tools.CANCELLED
     await conn.send(ev.function_call_turn("slow_lookup", {"order_id": "A1"}, call_id="fc_s"))
     await wait_for(lambda: call_tools.RUNNING > 0, what="tool running")
-    await conn.drop()
+    await fake_openai.caller_hangs_up(call_id)
     record = await ended_record(server, call_id)
     assert record.end_reason == "caller_hangup"
     assert call_tools.RUNNING == 0
@@ -142,7 +142,7 @@ async def test_output_guardrail_trips_and_cancels(
         lambda: callserver.services.manager.registry._calls[call_id].guardrail_trips > 0,  # type: ignore[attr-defined]
         what="guardrail trip recorded",
     )
-    await conn.drop()
+    await fake_openai.caller_hangs_up(call_id)
     await ended_record(callserver, call_id)
 
 
@@ -333,7 +333,7 @@ async def test_every_client_event_validates(
     await conn.send(ev.error("invalid_value", "something minor"))
     await conn.send(ev.function_call_turn("transfer_to_technical_support", {}))
     await conn.expect("session.update", _session_update_with("technical"))
-    await conn.drop()
+    await fake_openai.caller_hangs_up(call_id)
     record = await ended_record(callserver, call_id)
     assert "invalid_value" in record.errors
     assert record.usage.get("total_tokens", 0) > 0

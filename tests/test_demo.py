@@ -13,6 +13,8 @@ async def test_realtime_demo(capsys: pytest.CaptureFixture[str]) -> None:
     assert await run_demo(ROOT / "config" / "agents.yaml") == 0
     out = capsys.readouterr().out
     assert "webhook realtime.call.incoming" in out and "call ended: caller_hangup" in out
+    assert "call.analyzed completed" in out  # the front desk's analysis: block
+    assert 'success {"achieved": true' in out
 
 
 async def test_live_demo(capsys: pytest.CaptureFixture[str]) -> None:

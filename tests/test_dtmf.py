@@ -64,7 +64,7 @@ async def test_key_hands_off_to_the_mapped_agent(
     await wait_for(lambda: _is_agent(server, call_id, "Billing"), what="Billing on the record")
     record = await server.services.manager.registry.get(call_id)
     assert record.handoffs == 1 and record.agents_visited == ["Front Desk", "Billing"]
-    await conn.drop()
+    await fake_openai.caller_hangs_up(call_id)
     assert (await ended_record(server, call_id)).end_reason == "caller_hangup"
     await assert_idle(server)
 
@@ -177,7 +177,7 @@ async def test_graph_without_dtmf_ignores_keys(
     server, call_id, conn = await _connected(start_callserver, fake_openai, config)
     mark = len(conn.received)
     await conn.send([ev.dtmf("1"), ev.dtmf("#")])
-    await conn.drop()
+    await fake_openai.caller_hangs_up(call_id)
     await ended_record(server, call_id)
     assert _sent_after(conn, mark) == []
 

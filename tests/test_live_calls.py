@@ -195,18 +195,25 @@ async def test_session_closed_reasons_map_to_end_reasons(
         assert not fake_openai.hangup_observed(session_id)
 
 
-async def test_sideband_lost_without_session_closed_hangs_up(
+async def test_sideband_not_regained_within_the_budget_hangs_up(
     start_callserver, fake_openai: FakeOpenAI
 ) -> None:
-    """A dropped sideband does not end a Live call: nobody would run its tools any more, so
-    callserver hangs it up (control_lost) rather than leave the caller with a deaf agent."""
-    server = await start_callserver(LIVE_DESK)
+    """A dropped sideband does not end a Live call. If it cannot be reattached within the
+    budget, nobody would run the call's tools any more, so callserver hangs it up
+    (control_lost) rather than leave the caller with a deaf agent."""
+    from callserver.engines.base import ReattachPolicy
+
+    server = await start_callserver(LIVE_DESK, reattach_budget_s=0.4)
+    assert server.services.manager.engines["live"]._options.reattach == ReattachPolicy(0.4)  # type: ignore[attr-defined]
     session_id, _ = await place_live_call(server, fake_openai)
     sideband = await fake_openai.live.wait_attached(session_id)
+    fake_openai.fail("attach", 503, times=1000, call_id=session_id)
     await sideband.drop()
     record = await ended_record(server, session_id)
-    assert record.end_reason == "control_lost"
-    assert fake_openai.hangup_observed(session_id)
+    assert record.end_reason == "control_lost" and fake_openai.hangup_observed(session_id)
+    attempts = fake_openai.requests_for(session_id, "attach")
+    assert len(attempts) >= 3 and {a.status for a in attempts[1:]} == {503}
+    assert record.reattaches == 0 and record.control_gap_s >= 0.4
 
 
 async def test_idle_caller_is_prompted_then_hung_up(
@@ -348,3 +355,38 @@ async def test_attach_refused_otherwise_hangs_up(start_callserver, fake_openai: 
     await place_live_call(server, fake_openai, session_id=session_id)
     record = await ended_record(server, session_id)
     assert record.end_reason == "connect_failed" and fake_openai.hangup_observed(session_id)
+
+
+async def test_replayed_events_are_handled_once(start_callserver, fake_openai: FakeOpenAI) -> None:
+    """An attach replays recent events with their original ids: callserver acts on each
+    event id once (here: one key press that arrives twice ends the call once, and the
+    tool call that arrives twice runs once)."""
+    from callserver.testing import live_events as le
+
+    server = await start_callserver(LIVE_DESK)
+    session_id, _ = await place_live_call(server, fake_openai)
+    sideband = await fake_openai.live.wait_attached(session_id)
+    session = fake_openai.live.session(session_id)
+    delegation = le.new_id("item")
+    created = le.response_event(delegation, le.backend_response("resp_dup", "in_progress"))
+    item = le.response_event(delegation, le.function_call_item("put_through", {}, "call_dup"))
+    done = le.response_event(delegation, le.backend_response("resp_dup", "completed"))
+    session.calls["call_dup"] = "resp_dup"
+    for event in (created, item, item, done, done):
+        await sideband.send(event)
+    await sideband.expect("response.item.create", _output_for("call_dup"))
+    record = await ended_record(server, session_id)
+    assert record.end_reason == "transferred"
+    assert len(fake_openai.requests_for(session_id, "refer")) == 1
+    assert len(sideband.of_type("response.item.create")) == 1
+
+
+async def test_drain_hangs_up_live_calls(start_callserver, fake_openai: FakeOpenAI) -> None:
+    server = await start_callserver(LIVE_DESK, drain_timeout_s=0.3)
+    session_id, _ = await place_live_call(server, fake_openai)
+    await fake_openai.live.wait_attached(session_id)
+    await server.services.manager.drain(0.3)
+    record = await ended_record(server, session_id)
+    assert record.end_reason == "shutdown" and fake_openai.hangup_observed(session_id)
+    assert fake_openai.live.session(session_id).close_reason == "close_requested"
+    assert record.usage.get("seconds") is not None

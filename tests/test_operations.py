@@ -45,7 +45,7 @@ async def test_metrics_after_a_scripted_call(
     await conn.expect("conversation.item.create")
     await conn.send(ev.function_call_turn("transfer_to_billing_support", {}))
     await conn.expect("session.update", lambda e: "billing" in e["session"]["instructions"])
-    await conn.drop()
+    await fake_openai.caller_hangs_up(call_id)
     await ended_record(callserver, call_id)
     # A bad webhook and a duplicate, for the counters.
     async with httpx.AsyncClient() as client:
@@ -87,7 +87,7 @@ async def test_post_call_event_delivered_and_signed(
     await conn.send(ev.function_call_turn("get_weather", {"city": "Lima"}))
     await conn.expect("conversation.item.create")
     await conn.send(ev.assistant_turn("It is sunny in Lima."))
-    await conn.drop()
+    await fake_openai.caller_hangs_up(call_id)
     await ended_record(server, call_id)
     await wait_for(lambda: len(httpserver.log) >= 1, timeout=10, what="post-call delivery")
     request, _ = httpserver.log[0]

@@ -22,11 +22,16 @@ def test_private_hooks_still_exist() -> None:
     assert inspect.iscoroutinefunction(OpenAIRealtimeSIPModel._create_websocket_connection)
     assert inspect.iscoroutinefunction(OpenAIRealtimeSIPModel.build_initial_session_payload)
     assert OpenAIRealtimeSIPModel().model  # the model name is an attribute we set
+    # The reattaching websocket (engines/realtime/connection.py) rides on these:
+    params = inspect.signature(OpenAIRealtimeSIPModel.__init__).parameters
+    assert "transport_config" in params
+    listen = inspect.getsource(OpenAIRealtimeSIPModel._listen_for_messages)
+    assert "async for message in self._websocket" in listen
 
 
 def test_make_model_sets_the_model_name_and_tap() -> None:
     plain = sdk.make_model("gpt-realtime")
-    assert type(plain) is OpenAIRealtimeSIPModel and plain.model == "gpt-realtime"
+    assert isinstance(plain, OpenAIRealtimeSIPModel) and plain.model == "gpt-realtime"
     seen: list[tuple[str, dict]] = []
     tapped = sdk.make_model("gpt-realtime-mini", lambda kind, data: seen.append((kind, data)))
     assert isinstance(tapped, OpenAIRealtimeSIPModel) and tapped.model == "gpt-realtime-mini"

@@ -87,9 +87,15 @@ async def test_second_signal_hangs_up_records_and_exits_at_once(
         assert any("second signal" in line["msg"] for line in lines), lines
         with sqlite3.connect(outbox) as db:
             rows = db.execute("SELECT body FROM outbox").fetchall()
+            jobs = [row[0] for row in db.execute("SELECT call_id FROM analysis_jobs")]
         events = [json.loads(row[0]) for row in rows]
-        assert [(e["type"], e["data"]["call_id"]) for e in events] == [("call.ended", call_id)]
-        assert events[0]["data"]["end_reason"] == "shutdown"
+        call_ended = [e for e in events if e["type"] == "call.ended"]
+        assert [e["data"]["call_id"] for e in call_ended] == [call_id]
+        assert call_ended[0]["data"]["end_reason"] == "shutdown"
+        # The front desk's analysis is durable too: done, or waiting for the next start.
+        analyzed = [e["data"]["call_id"] for e in events if e["type"] == "call.analyzed"]
+        assert analyzed + jobs == [call_id]
+        assert {e["type"] for e in events} <= {"call.ended", "call.analyzed"}
     finally:
         if proc.returncode is None:
             proc.kill()

@@ -38,6 +38,11 @@ EndRequestFn = Callable[[str, str], Awaitable[object]]
 OrphanFn = Callable[[str], Awaitable[object]]
 """(call_id): hang a call up at OpenAI through REST; a 404 (already gone) must not raise."""
 TransferFn = Callable[[str, str, str], Awaitable[object]]
+MoveFn = Callable[[dict[str, Any]], None]
+"""A call-move message from another instance (``calls/moves.py``: adopt, released...)."""
+AdoptFn = Callable[[str], Awaitable[bool]]
+"""(call_id): carry on an orphan this instance claimed; False if it could not."""
+MOVE_ACTIONS = frozenset({"adopt", "adopt_ready", "adopt_failed", "released"})
 """(call_id, target_uri, reason): transfer a call this instance owns (``CallManager.transfer``)."""
 EndRoute = Literal["local", "routed", "hung_up", "unknown"]
 TransferRoute = Literal["local", "routed", "unreachable", "unknown"]
@@ -79,6 +84,8 @@ class Coordinator:
         self._on_end_request = on_end_request
         self._on_orphan = on_orphan
         self._on_transfer = on_transfer
+        self._on_move: MoveFn | None = None
+        self._on_adopt: AdoptFn | None = None
         self._max_attempts = max_sweep_attempts
         self._owns_client = owns_client
         self._tasks: list[asyncio.Task[None]] = []
@@ -94,11 +101,15 @@ class Coordinator:
         on_end_request: EndRequestFn,
         on_orphan: OrphanFn,
         on_transfer: TransferFn | None = None,
+        on_move: MoveFn | None = None,
+        on_adopt: AdoptFn | None = None,
     ) -> None:
         """Attach the callbacks (the manager is usually built after the registry)."""
         self._on_end_request = on_end_request
         self._on_orphan = on_orphan
         self._on_transfer = on_transfer
+        self._on_move = on_move
+        self._on_adopt = on_adopt
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -243,6 +254,10 @@ class Coordinator:
     def _on_message(self, data: Any) -> None:
         try:
             message = json.loads(data)
+            if isinstance(message, dict) and message.get("action") in MOVE_ACTIONS:
+                if self._on_move is not None:
+                    self._on_move(message)
+                return
             action = message.get("action", "end")
             call_id, reason = str(message["call_id"]), str(message["reason"])
             target = str(message["target"]) if action == "transfer" else ""
@@ -309,6 +324,12 @@ class Coordinator:
         attempts = await self.registry.claim_orphan(call_id)
         if not attempts:
             return False
+        if self._on_adopt is not None and note is None:
+            try:
+                if await self._on_adopt(call_id):
+                    return True  # carried on here: nothing to hang up
+            except Exception:
+                log.exception("adopting an orphan failed", extra={"call_id": call_id})
         log.warning("orphaned call: owner lost, hanging up", extra={"call_id": call_id})
         try:
             await self._hangup(call_id)

@@ -52,14 +52,35 @@ class KeypadActions(Protocol):
 class Keypad:
     """The DTMF state machine of one call."""
 
-    def __init__(self, plan: DtmfPlan, actions: KeypadActions, *, call_id: str) -> None:
+    def __init__(
+        self,
+        plan: DtmfPlan,
+        actions: KeypadActions,
+        *,
+        call_id: str,
+        pending: str = "",
+        on_pending: Callable[[str], None] | None = None,
+    ) -> None:
         self._plan = plan
         self._actions = actions
         self._call_id = call_id
         self._starts = plan.sequence_starts
         self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._buffer = ""
-        self._deadline = 0.0
+        self._on_pending = on_pending
+        self._buffer = pending[:MAX_SEQUENCE]
+        """Keys of an unfinished sequence; ``pending`` carries one over from another
+        instance (the call moved), with a fresh inter-digit pause."""
+        self._deadline = time.monotonic() + plan.inter_digit_timeout_s if pending else 0.0
+
+    @property
+    def _buffer(self) -> str:
+        return self._keys
+
+    @_buffer.setter
+    def _buffer(self, keys: str) -> None:
+        self._keys = keys
+        if self._on_pending is not None:
+            self._on_pending(keys)
 
     def on_signal(self, signal: Signal) -> None:
         """Queue the key of a DTMF signal; anything else (or a malformed key) is ignored."""

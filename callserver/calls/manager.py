@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from callserver.calls import outbound as outbound_calls
@@ -22,12 +23,12 @@ from callserver.calls.outbound import DialFailed, OutboundPlan, OutboundRefused
 from callserver.calls.recordings import CallRecordings
 from callserver.calls.records import CallRecord, CallState
 from callserver.calls.registry import CallRegistry, RegistryUnavailable
-from callserver.calls.session import CallSession, SignalListener
-from callserver.engines.base import Engine, PostCallJob
+from callserver.calls.session import NOT_ATTACHED, CallSession, SignalListener
+from callserver.engines.base import Engine, PostCallJob, Takeover
 from callserver.engines.errors import CallGone, ControlError, DecidedElsewhere
 from callserver.graph.context import CallInfo, CallToolContext
 from callserver.graph.routes import RouteResult
-from callserver.graph.spec import BuiltGraph, Config
+from callserver.graph.spec import BuiltGraph, Config, GraphSpec
 from callserver.logs import bind_call
 from callserver.metrics import Metrics
 from callserver.records.recorder import NULL_RECORDER, CallRecorder, RecorderFactory
@@ -36,6 +37,7 @@ from callserver.webhooks.openai import IncomingCall
 
 if TYPE_CHECKING:
     from callserver.calls.coordination import Coordinator
+    from callserver.calls.moves import CallMoves
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,8 @@ class CallManager:
         self._recordings = CallRecordings(recorder_factory)
         self.coordinator: Coordinator | None = None
         """Set when calls are shared with other instances (Redis): routes ends to owners."""
+        self.mover: CallMoves | None = None
+        """Set with Redis: hands live calls to a peer at shutdown, adopts orphans."""
         self.outbound_intake: OutboundIntake | None = None
         """Set by the outbound layer: bridged legs of outbound calls (Twilio) go there."""
         self._plans: dict[str, OutboundPlan] = {}
@@ -166,6 +170,7 @@ class CallManager:
             dialed=call.dialed,
             twilio_call_sid=call.twilio_call_sid,
             media_security=call.sip_media_security,
+            sip_headers=[[name, value] for name, value in call.sip_headers],
         )
         if received is not None:  # the ring deadline counts from the webhook's arrival
             record.created_mono = received
@@ -230,7 +235,7 @@ class CallManager:
             self.metrics.admission_rejected("capacity")
             return await self._reject(record, SIP_BUSY, deadline, "rejected:capacity")
 
-        handle = self._new_handle(record)
+        handle = self._make_handle(record.call_id)
         context = CallToolContext(call=info, graph=graph.name, controls=handle)
         refused = await self._accept(record, engine, built, context, deadline)
         if refused is not None:
@@ -247,15 +252,16 @@ class CallManager:
                 "engine": engine.name,
             },
         )
-        return await self._run_session(record, engine, built, context, handle, recorder)
+        session = self._new_session(record, built, context, handle, engine, recorder)
+        return await self._run_session(record, built, session)
 
-    def _new_handle(self, record: CallRecord) -> CallHandle:
+    def _make_handle(self, call_id: str) -> CallHandle:
         handle = CallHandle(
-            record.call_id,
-            schedule_end=lambda reason, hangup: self.spawn_end(record.call_id, reason, hangup),
-            transfer=lambda target, reason: self.transfer(record.call_id, target, reason=reason),
+            call_id,
+            schedule_end=lambda reason, hangup: self.spawn_end(call_id, reason, hangup),
+            transfer=lambda target, reason: self.transfer(call_id, target, reason=reason),
         )
-        self._handles[record.call_id] = handle
+        self._handles[call_id] = handle
         return handle
 
     async def _accept(
@@ -338,7 +344,7 @@ class CallManager:
         record = plan.record
         engine = self._engines[record.engine]
         built = plan.graph.build(plan.info)
-        handle = self._new_handle(record)
+        handle = self._make_handle(record.call_id)
         context = CallToolContext(call=plan.info, graph=plan.graph.name, controls=handle)
         progress = outbound_calls.Progress(
             record,
@@ -386,9 +392,10 @@ class CallManager:
                 },
             )
             listeners = [progress.on_signal, *plan.listeners]
-            return await self._run_session(
-                record, engine, built, context, handle, NULL_RECORDER, listeners
+            session = self._new_session(
+                record, built, context, handle, engine, NULL_RECORDER, listeners=listeners
             )
+            return await self._run_session(record, built, session)
         finally:
             progress.close()
 
@@ -405,31 +412,36 @@ class CallManager:
                 extra={"call_id": record.call_id},
             )
 
-    async def _run_session(
+    def _new_session(
         self,
         record: CallRecord,
-        engine: Engine,
         built: BuiltGraph,
         context: CallToolContext,
         handle: CallHandle,
+        engine: Engine,
         recorder: CallRecorder,
+        takeover: Takeover | None = None,
         listeners: list[SignalListener] | None = None,
-    ) -> tuple[str, bool]:
-        """Attach the SDK session to the call and run it until its stream stops (or the
-        call's max duration ends it); returns (end reason, whether to hang up)."""
-        tap = None if recorder is NULL_RECORDER else recorder.record
+    ) -> CallSession:
         session = CallSession(
             record=record,
             built=built,
             context=context,
-            engine_call=engine.attach(record.engine_id, built, tap),
+            engine=engine,
             listeners=[handle.on_signal, *(listeners or ())],
             metrics=self.metrics,
             recorder=recorder,
             on_idle=lambda: self.spawn_end(record.call_id, "idle_timeout", True),
             controls=handle,
+            takeover=takeover,
         )
         self._sessions[record.call_id] = session
+        return session
+
+    async def _run_session(
+        self, record: CallRecord, built: BuiltGraph, session: CallSession
+    ) -> tuple[str, bool]:
+        """Run an attached call's session under its max duration (from the call's start)."""
         max_duration = min(built.limits.max_duration_s, self._settings.max_call_duration_s)
         remaining = max_duration - (time.monotonic() - record.created_mono)
         # At the limit the call ends through the one end path like any hangup we decide:
@@ -442,6 +454,114 @@ class CallManager:
         finally:
             timer.cancel()
         return stopped.reason, stopped.hangup
+
+    # ---- calls that move between instances (``calls/moves.py`` drives these) ------------------
+
+    async def take_over(
+        self, record: CallRecord, graph: GraphSpec, takeover: Takeover, *, attach_timeout: float
+    ) -> BaseException | None:
+        """Drive a live call that another instance accepted, from its shared record and the
+        graph version it started with; None once attached, else why not. Ownership is the
+        caller's business (``registry.adopt``): until then, ends go to the owner."""
+        call_id = record.call_id
+        if call_id in self._tasks:
+            return None
+        info = CallInfo(
+            call_id=call_id,
+            caller=record.caller,
+            dialed=record.dialed,
+            sip_headers=tuple((str(n), str(v)) for n, v in record.sip_headers),
+            received_at=datetime.fromtimestamp(record.created_at, UTC),
+        )
+        built = graph.build(info)
+        handle = self._make_handle(call_id)
+        context = CallToolContext(call=info, graph=graph.name, controls=handle)
+        engine = self._engines[record.engine]
+        session = self._new_session(record, built, context, handle, engine, NULL_RECORDER, takeover)
+        self._ended[call_id] = asyncio.Event()
+        self._tasks[call_id] = asyncio.create_task(
+            self._taken_over(record, built, session), name=f"call:{call_id}"
+        )
+        try:
+            await asyncio.wait_for(session.attached.wait(), attach_timeout)
+        except TimeoutError as exc:
+            log.error("takeover: attach timed out", extra={"call_id": call_id})
+            session.attach_error = session.attach_error or exc
+        if session.attach_error is not None or session.session is None:
+            await self._forget(call_id)
+            return session.attach_error or RuntimeError("not attached")
+        return None
+
+    async def _taken_over(
+        self, record: CallRecord, built: BuiltGraph, session: CallSession
+    ) -> None:
+        call_id = record.call_id
+        bind_call(call_id=call_id, graph=record.graph)
+        try:
+            reason, hangup = await self._run_session(record, built, session)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("taken-over call failed", extra={"call_id": call_id})
+            reason, hangup = "internal_error", True
+        if reason == NOT_ATTACHED:
+            return
+        if not self.registry.is_local(call_id):
+            # Ended while the move was still in progress: the owner ends it, not us.
+            await self._forget(call_id)
+            return
+        if record.transfer_target is not None:
+            reason, hangup = "transferred", False
+        await self.end(call_id, reason, hangup=hangup)
+
+    async def hold(self, call_id: str, *, tools_timeout: float) -> str | None:
+        """Stop acting on a call's events (it moves to another instance), let the tools it
+        started finish (their outputs still go out), and return the id of the last event
+        its session acted on: the new owner acts on everything after it."""
+        session = self._sessions.get(call_id)
+        record = await self.registry.get(call_id)
+        if session is None or record is None:
+            raise LookupError(call_id)
+        last = session.engine_call.hold()
+        deadline = time.monotonic() + tools_timeout
+        while any(t.outcome == "running" for t in record.tool_calls):
+            if time.monotonic() >= deadline:
+                log.warning("hand-over: a tool is still running", extra={"call_id": call_id})
+                break
+            await asyncio.sleep(0.02)
+        return last
+
+    async def release(self, call_id: str) -> None:
+        """Let go of a call another instance now owns: its session closes (the call goes on),
+        nothing is ended, recorded as ended or counted as ended here."""
+        record = await self.registry.get(call_id)
+        await self._forget(call_id)
+        await self.registry.forget(call_id)
+        if record is not None:
+            self.metrics.call_moved(record.graph, call_id, arrived=False)
+            await self._recordings.moved(record)
+
+    async def drop_unowned(self, call_id: str) -> None:
+        """Stop driving a call this instance attached to but never came to own."""
+        if not self.registry.is_local(call_id):
+            await self._forget(call_id)
+
+    async def _forget(self, call_id: str) -> None:
+        """Drop this instance's hold on a call without ending it."""
+        task = self._tasks.pop(call_id, None)
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=TASK_STOP_TIMEOUT_S)
+        handle = self._handles.pop(call_id, None)
+        if handle is not None:
+            handle.close()
+        self._sessions.pop(call_id, None)
+        plan = self._plans.pop(call_id, None)
+        if plan is not None:
+            plan.placed.set()
+        event = self._ended.pop(call_id, None)
+        if event is not None:
+            event.set()
 
     @property
     def engines(self) -> Mapping[str, Engine]:
@@ -698,6 +818,8 @@ class CallManager:
         self.begin_drain()
         if self.aborting:
             timeout_s = 0.0
+        if self.mover is not None and not self.aborting:
+            await self.mover.hand_over_all()  # what a peer takes does not wait, nor hang up
         if self._drain_task is not None:
             await asyncio.wait({self._drain_task}, timeout=timeout_s + TASK_STOP_TIMEOUT_S)
             if not self._drain_task.done():

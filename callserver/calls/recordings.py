@@ -72,6 +72,17 @@ class CallRecordings:
                 "rest", {"action": action, "request": body, "status": status, "error": error}
             )
 
+    async def moved(self, record: CallRecord) -> None:
+        """The call moved to another instance: this cassette ends here (complete)."""
+        recorder = self._recorders.pop(record.call_id, None)
+        if recorder is None:
+            return
+        recorder.record("end", {"reason": "handed_over", "state": record.state.value})
+        try:
+            await recorder.close(complete=True)
+        except Exception:
+            log.exception("recorder failed to close", extra={"call_id": record.call_id})
+
     async def finish(self, record: CallRecord) -> None:
         """Write how the call ended and close its cassette; never raises."""
         recorder = self._recorders.pop(record.call_id, None)

@@ -53,6 +53,11 @@ class CallRecord:
     caller: str | None = None
     dialed: str | None = None
     twilio_call_sid: str | None = None
+    sip_headers: list[list[str]] = dataclasses.field(default_factory=list)
+    """The INVITE's SIP headers (untrusted), kept so that another instance taking the call
+    over renders the same placeholders; never in summaries or events."""
+    keypad_pending: str = ""
+    """Keys of an unfinished DTMF sequence (carried over when the call moves)."""
     media_security: str | None = None
     """Live: the SDP-negotiated media protection OpenAI reported (``srtp``, ``rtp``, ...)."""
     twilio_status: str | None = None
@@ -78,10 +83,17 @@ class CallRecord:
     usage: dict[str, float] = dataclasses.field(default_factory=dict)
     """Realtime: tokens summed over responses. Live: also ``seconds``, the latest cumulative
     billable duration the session reported (never summed)."""
+    reattaches: int = 0
+    """Times the control connection dropped and was regained (the call went on)."""
+    control_gap_s: float = 0.0
+    """Total time without control (between a drop and the reattach, or the end)."""
     transfer_target: str | None = None
     """Set once a REFER succeeded: the call then ends as ``transferred`` whatever closes it."""
     recording: dict[str, Any] | None = None
     """A stored engine recording (Live ``store: true``): file, bytes, or error."""
+    analysis: dict[str, Any] | None = None
+    """The post-call analysis once the call ended: ``{status: pending}``, then completed
+    with its result or failed with its error (``records/analysis_queue.py``)."""
     transcript: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """Turns as transcribed: {role: caller|agent, agent, text, at (s since start), item_id}."""
     direction: str = "inbound"
@@ -148,8 +160,11 @@ class CallRecord:
             "guardrail_trips": self.guardrail_trips,
             "errors": list(self.errors),
             "usage": dict(self.usage),
+            "reattaches": self.reattaches,
+            "control_gap_s": round(self.control_gap_s, 3),
             "transfer_target": self.transfer_target,
             "recording": dict(self.recording) if self.recording else None,
+            "analysis": dict(self.analysis) if self.analysis else None,
             "direction": self.direction,
             "engine_call_id": self.engine_id,
             "outbound": dict(self.outbound) if self.outbound else None,

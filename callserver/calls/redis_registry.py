@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 from callserver.calls import redis_codec, redis_scripts
 from callserver.calls.records import CallRecord, CallState
 from callserver.calls.redis_client import run_op
+from callserver.calls.redis_moves import RedisMoves
 from callserver.calls.redis_sids import RedisCallSids
 from callserver.calls.redis_slots import RedisSlots
 from callserver.calls.registry import InMemoryRegistry, RegistryUnavailable, min_cap
@@ -101,6 +102,9 @@ class RedisRegistry:
             fleet_max=max_calls,
             instance_max=instance_max_calls,
             fallback=self._fallback,
+        )
+        self.moves = RedisMoves(
+            client, self._key, self._op, instance_id=instance_id, lease_ms=self._lease_ms
         )
         self._put = client.register_script(redis_scripts.PUT_RECORD)
         self._renew = client.register_script(redis_scripts.RENEW)
@@ -293,6 +297,18 @@ class RedisRegistry:
             return None
         return where.owner
 
+    async def adopt(self, record: CallRecord, graph: str) -> None:
+        """Own a call that moved here (its owner in Redis is already this instance): it is
+        renewed, routed to and ended here from now on; its slot moves with it."""
+        self._owned[record.call_id] = record
+        self._lost.discard(record.call_id)
+        self.slots.held[record.call_id] = graph
+
+    async def forget(self, call_id: str) -> None:
+        """No longer own a call another instance took over: no write, its owner renews it."""
+        self._owned.pop(call_id, None)
+        self.slots.held.pop(call_id, None)
+
     # ---- used by the Coordinator -----------------------------------------------------------
 
     async def locate(self, call_id: str) -> CallLocation | None:
@@ -312,8 +328,8 @@ class RedisRegistry:
         not renew): the caller should end them locally. Raises RegistryUnavailable.
         """
         await self._flush_pending()
+        await self.moves.heartbeat(len(self._owned))
         if not self._owned:
-            await self._op("ping", self.client.ping)
             return []
         args: list[Any] = [self.instance_id, self._lease_ms, self.prefix]
         for call_id, record in list(self._owned.items()):

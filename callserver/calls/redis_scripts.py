@@ -148,3 +148,68 @@ if score and tonumber(score) > now then alive = 1 end
 return {owner, state, alive}
 """
 )
+
+TRANSFER_OWNER = (
+    _NOW
+    + """
+-- KEYS: call hash, live ; ARGV: call_id, from_owner, to_owner, lease_ms
+-- A live call changes hands only from the owner it still has (never a swept or ended one).
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] or
+   redis.call('HEXISTS', KEYS[1], 'swept') == 1 or
+   redis.call('HGET', KEYS[1], 'state') == 'ended' then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'owner', ARGV[3])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[1])
+return 1
+"""
+)
+
+TAKE_ORPHAN = (
+    _NOW
+    + """
+-- KEYS: call hash, live ; ARGV: call_id, new_owner, lease_ms
+-- The survivor that claimed an orphan (CLAIM_ORPHAN) carries the call on instead of ending
+-- it: the sweep marks come off, the call is live and leased again, under its new owner.
+if redis.call('HEXISTS', KEYS[1], 'swept') == 0 or
+   redis.call('HGET', KEYS[1], 'state') == 'ended' then
+  return 0
+end
+redis.call('HDEL', KEYS[1], 'swept', 'sweep_attempts')
+redis.call('PERSIST', KEYS[1])
+redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'state', 'active', 'end_reason', '')
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+return 1
+"""
+)
+
+HEARTBEAT = (
+    _NOW
+    + """
+-- KEYS: instances ; ARGV: instance_id, lease_ms, calls, draining (0/1)
+-- Every instance says it is alive (and how busy, and whether it is leaving) each renewal.
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60000)
+redis.call('HSET', KEYS[1] .. ':' .. ARGV[1], 'calls', ARGV[3], 'draining', ARGV[4])
+redis.call('PEXPIRE', KEYS[1] .. ':' .. ARGV[1], tonumber(ARGV[2]) * 2)
+return 1
+"""
+)
+
+PEERS = (
+    _NOW
+    + """
+-- KEYS: instances ; ARGV: instance_id -> {id, calls, ...} of live instances that take calls
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
+  if id ~= ARGV[1] then
+    local info = redis.call('HMGET', KEYS[1] .. ':' .. id, 'calls', 'draining')
+    if info[2] ~= '1' then
+      table.insert(out, id)
+      table.insert(out, info[1] or '0')
+    end
+  end
+end
+return out
+"""
+)

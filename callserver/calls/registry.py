@@ -70,6 +70,12 @@ class CallRegistry(Protocol):
     async def owner_of(self, call_id: str) -> str | None:
         """Instance id owning a live call (its lease current), or None."""
 
+    async def adopt(self, record: CallRecord, graph: str) -> None:
+        """This instance now owns a live call that another one accepted (its slot too)."""
+
+    async def forget(self, call_id: str) -> None:
+        """This instance no longer owns a live call (another one took it over)."""
+
 
 def min_cap(*caps: int | None) -> int:
     """The tightest of several call caps; None means "no cap" (all None: unbounded)."""
@@ -187,3 +193,13 @@ class InMemoryRegistry:
 
     async def owner_of(self, call_id: str) -> str | None:
         return "local" if call_id in self._calls else None
+
+    async def adopt(self, record: CallRecord, graph: str) -> None:
+        self._calls[record.call_id] = record
+        if record.call_id not in self._slots:
+            self._slots[record.call_id] = graph
+            self._graph_counts[graph] += 1
+
+    async def forget(self, call_id: str) -> None:
+        self._calls.pop(call_id, None)
+        await self.release_slot(call_id)

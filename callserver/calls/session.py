@@ -21,7 +21,14 @@ from agents.realtime.model_events import RealtimeModelOtherEvent, RealtimeModelR
 from callserver.calls.dtmf import CallControlsLike, CallKeypadActions, Keypad
 from callserver.calls.idle import IdleWatch
 from callserver.calls.records import CallRecord, ToolCall
-from callserver.engines.base import EngineCall, PostCallJob, StreamEnd
+from callserver.engines.base import (
+    ControlEvent,
+    Engine,
+    EngineCall,
+    PostCallJob,
+    StreamEnd,
+    Takeover,
+)
 from callserver.engines.signals import Signal
 from callserver.graph.context import CallToolContext
 from callserver.graph.spec import BuiltGraph
@@ -31,6 +38,8 @@ from callserver.records.recorder import NULL_RECORDER, CallRecorder
 log = logging.getLogger(__name__)
 
 SignalListener = Callable[[Signal], None]
+NOT_ATTACHED = "not_attached"
+"""A takeover's attach failed: nothing changed, the call is still the other instance's."""
 MAX_TURNS = 500
 MAX_TURN_CHARS = 4000
 
@@ -44,12 +53,13 @@ class CallSession:
         record: CallRecord,
         built: BuiltGraph,
         context: CallToolContext,
-        engine_call: EngineCall,
+        engine: Engine,
         listeners: list[SignalListener],
         metrics: Metrics,
         recorder: CallRecorder = NULL_RECORDER,
         on_idle: Callable[[], None] | None = None,
         controls: CallControlsLike | None = None,
+        takeover: Takeover | None = None,
     ) -> None:
         self._on_idle = on_idle
         self._controls = controls
@@ -58,7 +68,14 @@ class CallSession:
         self._record = record
         self._built = built
         self._context = context
-        self._engine_call = engine_call
+        tap = None if recorder is NULL_RECORDER else recorder.record
+        self._takeover = takeover
+        self._engine_call: EngineCall = engine.attach(
+            record.engine_id, built, tap, self.on_control, takeover
+        )
+        self.attached = asyncio.Event()
+        """Set once the session is attached to the call, or failed to (``attach_error``)."""
+        self.attach_error: BaseException | None = None
         self._listeners = listeners
         self.session: RealtimeSession | None = None
         self._open_tools: dict[str, list[ToolCall]] = {}
@@ -72,7 +89,7 @@ class CallSession:
         built = self._built
         engine_call = self._engine_call
         runner = RealtimeRunner(
-            built.starting_agent, model=engine_call.model, config=built.run_config
+            self._first_agent(), model=engine_call.model, config=built.run_config
         )
         session = await runner.run(context=self._context, model_config=engine_call.model_config)
         try:
@@ -83,13 +100,18 @@ class CallSession:
                 type(exc).__name__,
                 extra={"call_id": self._record.call_id},
             )
+            self.attach_error = exc
+            self.attached.set()
             await session.close()
+            if self._takeover is not None:
+                return StreamEnd(NOT_ATTACHED, hangup=False)  # the call is not ours
             return engine_call.connect_failed(exc)
         self.session = session
+        self.attached.set()
         idle_task: asyncio.Task[None] | None = None
         keypad_task: asyncio.Task[None] | None = None
         try:
-            self._record.visit(built.starting_agent.name)
+            self._record.visit(self._first_agent().name)
             idle_s = built.limits.idle_timeout_s
             if idle_s and self._on_idle is not None:
                 watch = IdleWatch(
@@ -98,8 +120,9 @@ class CallSession:
                 self._listeners.append(watch.on_signal)
                 idle_task = asyncio.create_task(watch.run(), name=f"idle:{self._record.call_id}")
             keypad_task = self._start_keypad()
-            if built.greeting and (greeting := engine_call.greeting(built.greeting)) is not None:
-                await session.model.send_event(greeting)
+            greeting = built.greeting if self._takeover is None else None  # said already
+            if greeting and (event := engine_call.greeting(greeting)) is not None:
+                await session.model.send_event(event)
             error: BaseException | None = None
             try:
                 async for event in session:
@@ -132,9 +155,42 @@ class CallSession:
             send_message=self.send_message,
             controls=self._controls,
         )
-        keypad = Keypad(plan, actions, call_id=self._record.call_id)
+        record = self._record
+        keypad = Keypad(
+            plan,
+            actions,
+            call_id=record.call_id,
+            pending=record.keypad_pending if self._takeover is not None else "",
+            on_pending=lambda keys: setattr(record, "keypad_pending", keys),
+        )
         self._listeners.append(keypad.on_signal)
         return asyncio.create_task(keypad.run(), name=f"dtmf:{self._record.call_id}")
+
+    def _first_agent(self) -> RealtimeAgent[Any]:
+        """The agent the session starts with: the graph's starting agent, or for a call
+        taken over mid-call, the agent it was with (agent names are unique per graph)."""
+        if self._takeover is not None and self._record.current_agent:
+            for agent in self._built.agents.values():
+                if agent.name == self._record.current_agent:
+                    return agent
+        return self._built.starting_agent
+
+    @property
+    def engine_call(self) -> EngineCall:
+        return self._engine_call
+
+    def on_control(self, event: ControlEvent, gap_s: float) -> None:
+        """The engine's control connection dropped (``lost``) or the drop ended: counted on
+        the record and in metrics (the engine reattaches by itself)."""
+        record = self._record
+        self._recorder.record("control", {"event": event, "gap_s": round(gap_s, 3)})
+        if event == "lost":
+            log.warning("control connection lost", extra={"call_id": record.call_id})
+            return
+        record.control_gap_s += gap_s
+        if event == "back":
+            record.reattaches += 1
+        self._metrics.control_event(record.engine, event, gap_s)
 
     def post_call_job(self) -> PostCallJob | None:
         """The engine's work for after the call (see ``EngineCall.post_call_job``)."""

@@ -13,7 +13,7 @@ import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from agents.realtime.model import RealtimeModel, RealtimeModelConfig
 from agents.realtime.model_inputs import RealtimeModelSendEvent
@@ -31,6 +31,34 @@ PostCallJob = Callable[[threading.Event], dict[str, Any]]
 returns what goes on the record (e.g. a downloaded recording's file)."""
 
 
+ControlEvent = Literal["lost", "back", "gone", "given_up"]
+ControlObserver = Callable[[ControlEvent, float], None]
+"""Told when control drops (``lost``, 0), comes back (``back``, seconds without control),
+turns out to be over (``gone``: the call ended meanwhile) or cannot be regained
+(``given_up``); the call session counts these on the record and in metrics."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReattachPolicy:
+    """How hard to regain a dropped control connection: ``budget_s`` in all, with jittered
+    waits growing from ``initial_s`` to ``max_s`` (see ``engines/reattach.py``)."""
+
+    budget_s: float = 10.0
+    initial_s: float = 0.05
+    max_s: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Takeover:
+    """Attaching to a call this instance did not accept: another one handed it over, or
+    died. ``held``: keep events back until the leaving instance names its last one (both
+    attached at once); ``seen``: event ids already handled (a Live attach replays recent
+    events). The current agent's session configuration is always sent again."""
+
+    held: bool = False
+    seen: tuple[str, ...] = ()
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class EngineOptions:
     """What every engine is built from: one base URL for every OpenAI URL, one key."""
@@ -38,6 +66,7 @@ class EngineOptions:
     base_url: str
     api_key: str
     recording_dir: Path = Path("recordings")
+    reattach: ReattachPolicy = ReattachPolicy()
 
 
 class CallControl(Protocol):
@@ -109,6 +138,16 @@ class EngineCall(Protocol):
     def post_call_job(self) -> PostCallJob | None:
         """Work to do once the call has ended, if any (Live: download a stored recording)."""
 
+    def hold(self) -> str | None:
+        """Stop handing events to the session (the call is moving to another instance);
+        returns the ``event_id`` of the last event handed over."""
+
+    def release_after(self, event_id: str | None) -> None:
+        """A held attach goes live: events up to ``event_id`` were the leaving instance's."""
+
+    def seen_ids(self) -> list[str]:
+        """Recent event ids handled (for an instance taking over after a break)."""
+
 
 class Engine(Protocol):
     """One OpenAI voice API. Instances live for the app's lifetime (see ``engines.registry``)."""
@@ -127,5 +166,14 @@ class Engine(Protocol):
     async def accept_body(self, built: BuiltGraph, context: CallToolContext) -> dict[str, Any]:
         """The accept request's body, from the same graph source as the session."""
 
-    def attach(self, call_id: str, built: BuiltGraph, tap: FrameTap | None) -> EngineCall:
-        """A fresh per-call adapter (a model object connects exactly once)."""
+    def attach(
+        self,
+        call_id: str,
+        built: BuiltGraph,
+        tap: FrameTap | None,
+        observer: ControlObserver | None = None,
+        takeover: Takeover | None = None,
+    ) -> EngineCall:
+        """A fresh per-call adapter (a model object connects exactly once); ``observer``
+        hears about drops and reattaches of its control connection; ``takeover`` when the
+        call was accepted elsewhere."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from callserver.graph.analysis_schema import post_call_lines
 from callserver.graph.errors import ConfigError
 from callserver.graph.graph_models import GraphFile
 from callserver.graph.loader import load_config
@@ -106,6 +107,7 @@ def _graph_lines(graph: GraphSpec, webhook_event: str | None) -> list[str]:
     if dtmf.enabled:
         keys = ", ".join(f"{k} {a.kind} {a.value}".rstrip() for k, a in dtmf.keys.items())
         out.append(f"  dtmf: [{keys or '-'}], unmatched {dtmf.unmatched}")
+    out.extend(post_call_lines(graph.post_call))
     return out
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from callserver.graph.analysis_models import AnalysisSpec, RedactEntry
 from callserver.graph.dtmf_models import DtmfSpec
 from callserver.graph.fields import NAME_PATTERN, Strict, Voice
 from callserver.graph.live_models import LiveSettings
@@ -88,6 +89,14 @@ class GraphFile(Strict):
     )
     agents: dict[Annotated[str, Field(pattern=NAME_PATTERN)], AgentSpec] = Field(min_length=1)
     dtmf: DtmfSpec | None = Field(None, description="keypad presses; unset = ignored")
+    analysis: AnalysisSpec | None = Field(
+        None, description="after each answered call: summary, fields, success; unset = none"
+    )
+    redact: list[RedactEntry] = Field(
+        default_factory=list,
+        description="hidden in transcripts sent out (events, analysis): card, phone, email, "
+        "or {pattern, label}",
+    )
     variables: dict[Annotated[str, Field(pattern=VARIABLE_PATTERN)], Variable] = Field(
         default_factory=dict,
         description="values each placed (outbound) call brings, read as {{ var.NAME }}",

@@ -281,4 +281,6 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         config_hash=digest.hexdigest(),
         files=tuple(sorted(n for n, _ in loader.hashed)),
         warnings=tuple(loader.warnings),
+        sources=tuple(sorted(loader.hashed)),
+        root_file=None if root.is_dir() else root.name,
     )

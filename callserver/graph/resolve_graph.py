@@ -15,6 +15,7 @@ from callserver.graph.builtin_tools import end_call_tool
 from callserver.graph.errors import ConfigIssue, no_such
 from callserver.graph.graph_models import AgentSpec, GraphFile
 from callserver.graph.placeholders import check_template
+from callserver.graph.resolve_analysis import resolve_post_call
 from callserver.graph.resolve_dtmf import resolve_dtmf
 from callserver.graph.resolve_engine import check_engine
 from callserver.graph.resolve_tools import resolve_guardrail, resolve_tool
@@ -124,6 +125,7 @@ class GraphResolver:
             warn=self.warn,
         )
         self.issues.extend(dtmf_issues)
+        post_call = resolve_post_call(gf.analysis, gf.redact, self.report, self.warn)
         if self.issues:
             return None
         limits = Limits(
@@ -145,6 +147,7 @@ class GraphResolver:
             dtmf=dtmf,
             engine=gf.engine,
             live=live,
+            post_call=post_call,
             variables=dict(gf.variables),
             outbound=gf.outbound,
         )

@@ -20,6 +20,7 @@ from agents.realtime import (
     realtime_handoff,
 )
 
+from callserver.graph.analysis_models import PostCallPlan
 from callserver.graph.context import CallInfo, CallToolContext
 from callserver.graph.dtmf_models import DtmfPlan
 from callserver.graph.live_models import LiveSettings
@@ -105,6 +106,8 @@ class GraphSpec:
     engine: str = "realtime"
     live: LiveSettings | None = None
     """For ``engine: live``: always set (defaults filled in) once the graph is valid."""
+    post_call: PostCallPlan = field(default_factory=PostCallPlan)
+    """Transcript redaction and the analysis, read after the call (records/analysis*)."""
     variables: Mapping[str, VariableSpec] = field(default_factory=dict)
     """Values an outbound call brings (``{{ var.NAME }}``), by name."""
     outbound: OutboundSettings | None = None
@@ -220,6 +223,11 @@ class Config:
     config_hash: str
     files: tuple[str, ...]
     warnings: tuple[str, ...] = ()
+    sources: tuple[tuple[str, bytes], ...] = ()
+    """Every file read (relative path, bytes): what the hash covers. Another instance can
+    rebuild this exact config from them, for a call that moves to it mid-call."""
+    root_file: str | None = None
+    """The graph file loaded when the config was one file; None for a directory."""
 
     def route(self, info: CallInfo) -> RouteResult:
         """The graph (or SIP rejection) for an incoming call. Never raises."""

@@ -19,7 +19,18 @@ from callserver.records.cassette import FORMAT, VERSION
 __all__ = ["Cassette", "CassetteError", "Entry", "read_cassette"]
 
 KNOWN_KINDS = frozenset(
-    {"webhook", "rest", "ws_out", "ws_in", "tool", "handoff", "guardrail", "end", "closed"}
+    {
+        "webhook",
+        "rest",
+        "ws_out",
+        "ws_in",
+        "tool",
+        "handoff",
+        "guardrail",
+        "control",
+        "end",
+        "closed",
+    }
 )
 
 

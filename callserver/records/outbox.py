@@ -20,48 +20,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime
 import json
 import logging
 import os
 import secrets
 import sqlite3
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import tenacity
 from svix.webhooks import Webhook
 
+from callserver.records.outbox_store import DEAD, PENDING, OutboxRow, OutboxStore
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "./callserver-outbox.sqlite3"
-PENDING = "pending"
-DEAD = "dead"
-
+T = TypeVar("T")
 ResultHook = Callable[[str], None]
 """Called with ``delivered``, ``retry`` or ``dead`` after each attempt (metrics)."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    webhook_id      TEXT    NOT NULL,
-    endpoint        TEXT    NOT NULL,
-    event_type      TEXT    NOT NULL,
-    body            TEXT    NOT NULL,
-    created_at      REAL    NOT NULL,
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL    NOT NULL,
-    status          TEXT    NOT NULL DEFAULT 'pending',
-    last_error      TEXT,
-    UNIQUE (webhook_id, endpoint)
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
-"""
 
 
 def new_webhook_id() -> str:
@@ -75,128 +56,6 @@ def safe_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class OutboxRow:
-    id: int
-    webhook_id: str
-    endpoint: str
-    event_type: str
-    body: str
-    created_at: float
-    attempts: int
-
-
-class OutboxStore:
-    """The SQLite side, synchronous on purpose: call it only through ``asyncio.to_thread``.
-
-    One connection shared by the executor threads, serialised by a lock (SQLite allows one
-    writer anyway). Opened lazily, so constructing an :class:`Outbox` touches no disk.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            parent = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(parent, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            # FULL: a commit is on disk when enqueue returns, even across power loss.
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=5000")
-            conn.executescript(_SCHEMA)
-            self._conn = conn
-        return self._conn
-
-    def open(self) -> None:
-        with self._lock:
-            self._connect()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def insert(
-        self,
-        webhook_id: str,
-        event_type: str,
-        body: str,
-        endpoints: Iterable[str],
-        now: float,
-    ) -> int:
-        """Store one row per endpoint in one transaction; returns rows added (an id already
-        present for an endpoint is left alone, which makes re-enqueueing idempotent)."""
-        rows = [(webhook_id, ep, event_type, body, now, now) for ep in endpoints]
-        with self._lock:
-            conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                before = conn.total_changes
-                conn.executemany(
-                    "INSERT OR IGNORE INTO outbox"
-                    " (webhook_id, endpoint, event_type, body, created_at, next_attempt_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                added = conn.total_changes - before
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return added
-
-    def due(self, now: float, limit: int) -> list[OutboxRow]:
-        with self._lock:
-            cur = self._connect().execute(
-                "SELECT id, webhook_id, endpoint, event_type, body, created_at, attempts"
-                " FROM outbox WHERE status = ? AND next_attempt_at <= ?"
-                " ORDER BY next_attempt_at, id LIMIT ?",
-                (PENDING, now, limit),
-            )
-            return [OutboxRow(*row) for row in cur.fetchall()]
-
-    def next_due_at(self) -> float | None:
-        with self._lock:
-            row = (
-                self._connect()
-                .execute("SELECT MIN(next_attempt_at) FROM outbox WHERE status = ?", (PENDING,))
-                .fetchone()
-            )
-        return None if row is None else row[0]
-
-    def delivered(self, row_id: int) -> None:
-        with self._lock:
-            self._connect().execute("DELETE FROM outbox WHERE id = ?", (row_id,))
-
-    def reschedule(self, row_id: int, attempts: int, next_attempt_at: float, error: str) -> None:
-        with self._lock:
-            self._connect().execute(
-                "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
-                (attempts, next_attempt_at, error, row_id),
-            )
-
-    def bury(self, row_id: int, attempts: int, error: str) -> None:
-        with self._lock:
-            self._connect().execute(
-                "UPDATE outbox SET status = ?, attempts = ?, last_error = ? WHERE id = ?",
-                (DEAD, attempts, error, row_id),
-            )
-
-    def count(self, status: str) -> int:
-        with self._lock:
-            row = (
-                self._connect()
-                .execute("SELECT COUNT(*) FROM outbox WHERE status = ?", (status,))
-                .fetchone()
-            )
-        return int(row[0])
 
 
 class Outbox:
@@ -251,22 +110,35 @@ class Outbox:
 
     # ---- producing --------------------------------------------------------------------------
 
-    async def enqueue(self, event: dict[str, Any], *, webhook_id: str | None = None) -> str:
+    async def enqueue(
+        self,
+        event: dict[str, Any],
+        *,
+        webhook_id: str | None = None,
+        also: Callable[[sqlite3.Connection], object] | None = None,
+    ) -> str:
         """Store ``event`` for every endpoint; returns its webhook id once it is on disk.
 
         Passing a ``webhook_id`` that is already stored is a no-op (idempotent producers).
+        ``also`` changes other tables of this file in the same transaction (see
+        :meth:`OutboxStore.transaction`); it runs even when no endpoint is configured.
         """
         webhook_id = webhook_id or new_webhook_id()
         body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
         event_type = str(event.get("type", ""))
         if not self._endpoints:
             log.debug("no post-call endpoints configured; event %s dropped", webhook_id)
-            return webhook_id
+            if also is None:
+                return webhook_id
         await asyncio.to_thread(
-            self._store.insert, webhook_id, event_type, body, self._endpoints, time.time()
+            self._store.insert, webhook_id, event_type, body, self._endpoints, time.time(), also
         )
         self._wake.set()
         return webhook_id
+
+    async def in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one transaction on this outbox's database, off the event loop."""
+        return await asyncio.to_thread(self._store.transaction, fn)
 
     def submit(self, event: dict[str, Any], *, webhook_id: str | None = None) -> str:
         """Enqueue from synchronous code (end listeners): persists in a task the outbox owns

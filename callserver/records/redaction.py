@@ -1,16 +1,18 @@
-"""Secret and personal-data redaction for call recordings (cassettes).
+"""Secret and personal-data redaction: call recordings (cassettes) and post-call transcripts.
 
 A cassette is meant to be copied around (into a test suite, a bug report), so nothing that
 grants access may reach it: API keys, ``Authorization`` headers, HTTP tool header values and
 signing secrets. Operators may also name extra fields (such as caller numbers) to hide.
 
-Three mechanisms, applied to every recorded value:
+Four mechanisms, applied to every value:
 
 * by key: a dict key (or a ``{"name": ..., "value": ...}`` pair, the shape of SIP and HTTP
   header lists) whose name is sensitive has its value replaced by :data:`REDACTED`;
 * by known value: exact secret strings (the API key, HTTP tool secrets) are replaced wherever
   they appear inside any string, e.g. an echoed header inside a tool's output;
-* by pattern: anything shaped like an OpenAI key, a ``whsec_`` secret or a bearer token.
+* by pattern: anything shaped like an OpenAI key, a ``whsec_`` secret or a bearer token;
+* by text rule (optional): personal data in free text such as card numbers, phone numbers
+  or e-mail addresses (``callserver.records.pii``), for transcripts that leave the process.
 
 A value hidden by an *extra* field is also learned for the rest of the call, so a caller
 number removed from the webhook is also removed from the instructions that quote it.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "DEFAULT_SENSITIVE_KEYS",
@@ -75,11 +77,18 @@ _URI_USER = re.compile(r"^(?P<pre>.*?(?:sips?|tel):)(?P<user>[^@;>]+)(?P<post>.*
 _MIN_SECRET_LEN = 4  # shorter "secrets" would shred ordinary text
 
 
+class TextRule(Protocol):
+    """Rewrites free text, e.g. ``4111 1111 1111 1111`` -> ``[card]``."""
+
+    def apply(self, text: str) -> str: ...
+
+
 class Redactor:
     """Redacts one call's recorded values; cheap to create, one per call.
 
     ``secrets`` are exact strings to hide anywhere; ``extra_fields`` are additional key or
-    header names (e.g. ``from``, ``to``, ``caller``) whose values are hidden and learned.
+    header names (e.g. ``from``, ``to``, ``caller``) whose values are hidden and learned;
+    ``rules`` rewrite every string after the secrets are gone (personal data).
     """
 
     def __init__(
@@ -88,7 +97,9 @@ class Redactor:
         secrets: Iterable[str] = (),
         extra_fields: Iterable[str] = (),
         sensitive_keys: Iterable[str] = DEFAULT_SENSITIVE_KEYS,
+        rules: Iterable[TextRule] = (),
     ) -> None:
+        self._rules = tuple(rules)
         self._keys = frozenset(k.lower() for k in sensitive_keys)
         self._extra = frozenset(f.lower() for f in extra_fields)
         self._values: set[str] = {s for s in secrets if s and len(s) >= _MIN_SECRET_LEN}
@@ -169,6 +180,8 @@ class Redactor:
             text = self._values_re.sub(REDACTED, text)
         if "sk-" in text or "whsec_" in text or "earer" in text:
             text = _SECRET_PATTERNS.sub(_hide_token, text)
+        for rule in self._rules:
+            text = rule.apply(text)
         return text
 
 

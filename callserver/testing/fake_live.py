@@ -140,6 +140,11 @@ class FakeLive:
         self.recording_delay_s = 0.0
         """How long a stored session takes to finalise before its recording is served."""
         self.on_response_create: ResponseHandler | None = None
+        self.auto_reply = True
+        """False for replays: no acks, no backend responses, no ``session.started``; every
+        server event then comes from a cassette. Client events are still validated."""
+        self.on_client_event: Callable[[str, Event], None] | None = None
+        """Sees every client event of every sideband (replays match them)."""
         self._abort = abort
         self._changed = asyncio.Condition()
         self._background: set[asyncio.Task[None]] = set()
@@ -264,7 +269,8 @@ class FakeLive:
             return decided()
         session.state, session.config = "accepted", dict(body["session"])
         session.accepted_at = time.monotonic()
-        await self.broadcast(session, le.session_started(session.resource()))
+        if self.auto_reply:
+            await self.broadcast(session, le.session_started(session.resource()))
         return 200, None
 
     async def _do_reject(self, session: FakeLiveSession, body: dict[str, Any]) -> Result:

@@ -44,15 +44,21 @@ async def handle_client_event(
 ) -> None:
     """Apply one client event; a refusal is an ``error`` event to the sender, recorded."""
     client_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
+    if live.on_client_event is not None:
+        live.on_client_event(session.session_id, event)
     try:
+        if not live.auto_reply:  # a replay: the cassette answers, the fake only checks
+            _schema_check(event)
+            return
         await _apply(live, session, event, client_id)
     except Refused as exc:
         reason = f"{exc.code}: {exc.message}"
         sideband.errors.append((event, [reason]))
         live.client_errors.append((session.session_id, event, [reason]))
-        await sideband.send(
-            le.error(exc.code, exc.message, client_event_id=client_id, param=exc.param)
-        )
+        if live.auto_reply:
+            await sideband.send(
+                le.error(exc.code, exc.message, client_event_id=client_id, param=exc.param)
+            )
 
 
 def _schema_check(event: Event) -> None:

@@ -44,6 +44,7 @@ from callserver.testing.fake_realtime import (
     FakeConnection,
     ReplyHandler,
 )
+from callserver.testing.fake_responses import FakeResponses
 from callserver.testing.fake_rest import CallControl, authorized, no_key_error, not_found
 from callserver.testing.fake_server import InLoopServer, mark_denied
 from callserver.testing.webhook_sender import (
@@ -86,6 +87,9 @@ class FakeOpenAI:
         )
         #: Default for new connections: answer ``response.create`` with an empty response.
         self.auto_respond = auto_respond
+        #: None: any number of control websockets per call; N: the N+1-th is refused (409).
+        #: Whether the Realtime API allows several at once is not documented.
+        self.max_connections: int | None = None
         #: Defaults copied into each new connection; edit before the client connects.
         self.auto_replies: dict[str, ReplyHandler | None] = dict(DEFAULT_AUTO_REPLIES)
         self.connections: dict[str, list[FakeConnection]] = {}
@@ -98,6 +102,8 @@ class FakeOpenAI:
             abort=lambda websocket: self._server.abort(websocket),
             client_errors=self.client_schema_errors,
         )
+        #: The Responses API on the same port (post-call analysis): scripting, requests.
+        self.responses = FakeResponses()
         self.app = Starlette(
             routes=[
                 Route(
@@ -107,6 +113,7 @@ class FakeOpenAI:
                 ),
                 WebSocketRoute("/v1/realtime", self._websocket),
                 *self.live.routes(),
+                *self.responses.routes(),
             ]
         )
         self._server = InLoopServer(self.app, host, port)
@@ -145,6 +152,7 @@ class FakeOpenAI:
         open_conns = [c for cs in self.connections.values() for c in cs if not c.closed.is_set()]
         await asyncio.gather(*(c.close(1001, "server stopping") for c in open_conns))
         await self.live.stop()
+        self.responses.release_delays()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -199,6 +207,12 @@ class FakeOpenAI:
             for r in self.requests
             if r.call_id == call_id and (action is None or r.action == action)
         ]
+
+    async def broadcast(self, call_id: str, events: Event | list[Event]) -> None:
+        """Send server events to every open control websocket of a call, as the service
+        does when several are attached."""
+        for conn in [c for c in self.connections.get(call_id, []) if not c.closed.is_set()]:
+            await conn.send(events)
 
     async def caller_hangs_up(self, call_id: str, *, clean: bool = False) -> None:
         """The caller hangs up: the call ends and the websocket drops (1006 unless ``clean``)."""
@@ -348,6 +362,9 @@ class FakeOpenAI:
             return not_found(call_id)
         if call.state != "accepted":
             return 400, error_body(f"Call {call_id} has not been accepted")
+        open_conns = [c for c in self.connections.get(call_id, []) if not c.closed.is_set()]
+        if self.max_connections is not None and len(open_conns) >= self.max_connections:
+            return 409, error_body(f"Call {call_id} already has a control connection")
         return 101, None
 
     def _on_client_event(self, conn: FakeConnection, event: Event, errors: list[str]) -> None:

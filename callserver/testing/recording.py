@@ -17,6 +17,7 @@ from callserver.config_holder import ConfigHolder
 from callserver.records.cassette import CassetteRecorderFactory
 from callserver.testing import server_events as ev
 from callserver.testing.fake_openai import FakeOpenAI
+from callserver.testing.fake_sideband import FakeSideband
 from callserver.testing.harness import (
     TEST_WEBHOOK_SECRET,
     RunningServer,
@@ -97,7 +98,7 @@ async def tool_call(fake: FakeOpenAI, server: RunningServer) -> str:
     await asyncio.sleep(0.05)
     await conn.send(ev.assistant_turn("It is sunny in Paris, 72 degrees."))
     await asyncio.sleep(0.05)
-    await conn.drop()
+    await fake.caller_hangs_up(call_id)
     await _ended(server, call_id)
     return call_id
 
@@ -111,7 +112,7 @@ async def handoff_and_back(fake: FakeOpenAI, server: RunningServer) -> str:
     await conn.send(ev.function_call_turn("transfer_to_customer_service", {}))
     await conn.expect("session.update", lambda e: "main customer service" in str(e))
     await asyncio.sleep(0.1)
-    await conn.drop()
+    await fake.caller_hangs_up(call_id)
     await _ended(server, call_id)
     return call_id
 
@@ -123,7 +124,7 @@ async def guardrail_trip(fake: FakeOpenAI, server: RunningServer) -> str:
     await conn.send(ev.assistant_turn(text)[:-2])  # the response is still in progress
     await conn.expect("response.cancel", timeout=5)
     await asyncio.sleep(0.2)
-    await conn.drop()
+    await fake.caller_hangs_up(call_id)
     await _ended(server, call_id)
     return call_id
 
@@ -142,7 +143,7 @@ async def barge_in(fake: FakeOpenAI, server: RunningServer) -> str:
     await asyncio.sleep(0.1)
     await conn.send(ev.assistant_turn("Of course, one moment."))
     await asyncio.sleep(0.05)
-    await conn.drop()
+    await fake.caller_hangs_up(call_id)
     await _ended(server, call_id)
     return call_id
 
@@ -153,7 +154,7 @@ async def hangup_during_tool(fake: FakeOpenAI, server: RunningServer) -> str:
     args = {"date": "2026-12-01", "time": "14:30", "service": "haircut"}
     await conn.send(ev.function_call_turn(SLOW_TOOL, args))
     await asyncio.sleep(0.2)
-    await conn.drop()
+    await fake.caller_hangs_up(call_id)
     await _ended(server, call_id)
     return call_id
 
@@ -168,6 +169,91 @@ async def end_call(fake: FakeOpenAI, server: RunningServer) -> str:
     return call_id
 
 
+# -- GPT-Live ---------------------------------------------------------------------------------
+
+LIVE_NUMBER = "+18005550199"
+"""Routed to the Live front desk by the bundled config/routes.yaml."""
+
+
+async def _start_live(fake: FakeOpenAI, server: RunningServer) -> tuple[str, FakeSideband]:
+    session_id, _ = await fake.send_live_incoming(
+        server.webhook_url, TEST_WEBHOOK_SECRET, to=LIVE_NUMBER
+    )
+    sideband = await fake.live.wait_attached(session_id)
+    await asyncio.sleep(0.05)
+    return session_id, sideband
+
+
+def _output(e: dict[str, Any]) -> bool:
+    return (e.get("item") or {}).get("type") == "function_call_output"
+
+
+async def live_tool_call(fake: FakeOpenAI, server: RunningServer) -> str:
+    """GPT-Live: the backend calls get_weather; the output goes back, then response.create."""
+    session_id, sideband = await _start_live(fake, server)
+    await fake.live.caller_says(session_id, "What's the weather in Paris?")
+    await fake.live.delegate(session_id, [("get_weather", {"city": "Paris"})])
+    await sideband.expect("response.item.create", _output)
+    await sideband.expect("response.create")
+    await fake.live.agent_says(session_id, "It is sunny in Paris, 72 degrees.")
+    await asyncio.sleep(0.05)
+    await fake.live.caller_hangs_up(session_id)
+    await _ended(server, session_id)
+    return session_id
+
+
+async def live_handoff_and_back(fake: FakeOpenAI, server: RunningServer) -> str:
+    """GPT-Live: the delegation switches to Billing Support, then back to the front desk."""
+    session_id, sideband = await _start_live(fake, server)
+    await fake.live.delegate(session_id, [("transfer_to_billing_support", {})])
+    await sideband.expect("session.update", lambda e: "billing" in str(e).lower())
+    await sideband.expect("response.create")
+    await fake.live.delegate(session_id, [("transfer_to_customer_service", {})])
+    await sideband.expect("session.update", lambda e: "main customer service" in str(e))
+    await sideband.expect("response.create")
+    await asyncio.sleep(0.05)
+    await fake.live.caller_hangs_up(session_id)
+    await _ended(server, session_id)
+    return session_id
+
+
+async def live_guardrail_trip(fake: FakeOpenAI, server: RunningServer) -> str:
+    """GPT-Live: the agent starts saying a password; the guardrail tells it to stop."""
+    session_id, sideband = await _start_live(fake, server)
+    text = "Sure. " + "Your account password is hunter2, " * 5
+    await fake.live.agent_says(session_id, text, parts=4)
+    await sideband.expect("session.instructions.append", lambda e: "Stop" in e["content"])
+    await sideband.expect("response.create")
+    await asyncio.sleep(0.1)
+    await fake.live.caller_hangs_up(session_id)
+    await _ended(server, session_id)
+    return session_id
+
+
+async def live_dtmf_and_end_call(fake: FakeOpenAI, server: RunningServer) -> str:
+    """GPT-Live: a key press reaches the agent; then end_call after the goodbye."""
+    session_id, sideband = await _start_live(fake, server)
+    await fake.live.press(session_id, "5")
+    await sideband.expect("response.create")
+    await fake.live.delegate(session_id, [("end_call", {})])
+    await sideband.expect("response.item.create", _output)
+    await sideband.expect("response.create")
+    await fake.live.agent_says(session_id, "Thanks for calling, goodbye!")
+    await _ended(server, session_id)
+    return session_id
+
+
+async def live_hangup_during_tool(fake: FakeOpenAI, server: RunningServer) -> str:
+    """GPT-Live: the caller hangs up while a slow tool runs: it is cancelled."""
+    session_id, _ = await _start_live(fake, server)
+    args = {"date": "2026-12-01", "time": "14:30", "service": "haircut"}
+    await fake.live.delegate(session_id, [(SLOW_TOOL, args)])
+    await asyncio.sleep(0.2)
+    await fake.live.caller_hangs_up(session_id)
+    await _ended(server, session_id)
+    return session_id
+
+
 SCENARIOS: dict[str, Scenario] = {
     "tool_call": tool_call,
     "handoff_and_back": handoff_and_back,
@@ -175,5 +261,10 @@ SCENARIOS: dict[str, Scenario] = {
     "barge_in": barge_in,
     "hangup_during_tool": hangup_during_tool,
     "end_call": end_call,
+    "live_tool_call": live_tool_call,
+    "live_handoff_and_back": live_handoff_and_back,
+    "live_guardrail_trip": live_guardrail_trip,
+    "live_dtmf_and_end_call": live_dtmf_and_end_call,
+    "live_hangup_during_tool": live_hangup_during_tool,
 }
 """Name -> scenario; the name becomes ``tests/replays/<name>.cassette.jsonl``."""

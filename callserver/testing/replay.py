@@ -32,6 +32,7 @@ from callserver.config_holder import ConfigHolder
 from callserver.graph import ConfigError
 from callserver.graph.commands import explain
 from callserver.records.cassette_reader import Cassette, CassetteError, read_cassette
+from callserver.testing.fake_live import new_session_id
 from callserver.testing.fake_openai import FakeOpenAI
 from callserver.testing.fake_realtime import Event, FakeConnection
 from callserver.testing.harness import (
@@ -44,10 +45,12 @@ from callserver.testing.replay_call import (
     CALLER_END_REASONS,
     EXTERNAL_END_REASONS,
     CallReplay,
+    Connection,
     Divergence,
 )
 from callserver.testing.replay_tools import stub_tools
 from callserver.testing.webhook_sender import new_call_id, send_webhook
+from callserver.webhooks.openai import INCOMING_EVENTS
 
 __all__ = ["ReplayResult", "Replayer", "find_cassettes", "main", "run_replay_cli"]
 
@@ -95,6 +98,13 @@ class _ReplayFake(FakeOpenAI):
         super().__init__(auto_respond=False)
         self.auto_replies = {}
         self.replays: dict[str, CallReplay] = {}
+        self.live.auto_reply = False
+        self.live.on_client_event = self._on_live_event
+
+    def _on_live_event(self, session_id: str, event: Event) -> None:
+        replay = self.replays.get(session_id)
+        if replay is not None:
+            replay.on_client_event(event)
 
     def _on_client_event(self, conn: FakeConnection, event: Event, errors: list[str]) -> None:
         super()._on_client_event(conn, event, errors)
@@ -201,7 +211,8 @@ class Replayer:
         webhook = cassette.first("webhook")
         if webhook is None:
             return ReplayResult(cassette.path, "error", message="cassette has no webhook line")
-        call_id = new_call_id()
+        engine = INCOMING_EVENTS.get(str(webhook.data["body"].get("type")), ("realtime",))[0]
+        call_id = new_session_id() if engine == "live" else new_call_id()
         replay = CallReplay(
             cassette,
             call_id,
@@ -235,20 +246,39 @@ class Replayer:
             status = entry.data.get("status")
             if isinstance(status, int) and status >= 300:
                 fake.fail(str(entry.data["action"]), status=status, call_id=call_id)
-        fake.add_call(call_id)
+        live = call_id.startswith("live_")
+        if live:
+            fake.live.add_session(call_id)
+        else:
+            fake.add_call(call_id)
         response = await send_webhook(
             self.server.webhook_url, TEST_WEBHOOK_SECRET, body, client=self._client
         )
         if response.status_code != 200:
             replay.diverge(0.0, 0, f"callserver answered the webhook with {response.status_code}")
             return
+        taken = response.json().get("status")
+        if taken != "started":
+            why = "routed to a graph on the other engine" if taken == "other_engine" else taken
+            replay.diverge(0.0, 0, f"callserver did not take the call: {why}")
+            return
         if replay.ws:
             try:
-                conn = await fake.wait_connected(call_id, self.timeout)
+                conn: Connection = await (
+                    fake.live.wait_attached(call_id, self.timeout)
+                    if live
+                    else fake.wait_connected(call_id, self.timeout)
+                )
             except AssertionError:
                 replay.diverge(0.0, 0, "callserver never opened the websocket")
             else:
-                await replay.drive(conn)
+
+                async def reconnected(index: int) -> Connection:
+                    if live:
+                        return await fake.live.wait_attached(call_id, self.timeout, index=index)
+                    return await fake.wait_connected(call_id, self.timeout, index=index)
+
+                await replay.drive(conn, reconnected)
                 await self._end_like_recording(replay, conn)
         try:
             await manager.wait_ended(call_id, self.timeout)
@@ -264,16 +294,20 @@ class Replayer:
         if not replay.failed:
             replay.check_end(record.end_reason if record else None)
         replay.check_rest(
-            [(r.action, r.json) for r in fake.requests_for(call_id) if r.action != "realtime"]
+            [
+                (r.action, r.json)
+                for r in fake.requests_for(call_id)
+                if r.action not in ("realtime", "attach", "content")
+            ]
         )
 
-    async def _end_like_recording(self, replay: CallReplay, conn: FakeConnection) -> None:
+    async def _end_like_recording(self, replay: CallReplay, conn: Connection) -> None:
         """End the call the way the recorded one ended (unless callserver must do it)."""
         assert self.server is not None
         manager = self.server.services.manager
         reason = replay.end_reason
         if replay.failed or reason is None or reason in CALLER_END_REASONS:
-            await conn.drop()
+            await self._caller_hangs_up(replay.call_id)
         elif reason in EXTERNAL_END_REASONS:
             await manager.end(replay.call_id, reason, hangup=True)
         else:
@@ -286,7 +320,15 @@ class Replayer:
                     0,
                     f"expected callserver to end the call ({reason}); it did not",
                 )
-                await conn.drop()
+                await self._caller_hangs_up(replay.call_id)
+
+    async def _caller_hangs_up(self, call_id: str) -> None:
+        """End the call at the fake (a dropped socket alone is not a hangup: callserver would
+        reattach); callserver then finds it gone."""
+        if call_id.startswith("live_"):
+            await self.fake.live.caller_hangs_up(call_id)
+        else:
+            await self.fake.caller_hangs_up(call_id)
 
 
 def find_cassettes(paths: Iterable[Path | str]) -> list[Path]:
@@ -326,9 +368,7 @@ def run_replay_cli(
         return 1
     logging.getLogger("callserver").setLevel(logging.ERROR)  # the replayed calls' own logs
     try:
-        results = asyncio.run(
-            replay_paths(files, config, execute=execute, execute_all=execute_all)
-        )
+        results = asyncio.run(replay_paths(files, config, execute=execute, execute_all=execute_all))
     except ConfigError as exc:  # the same file:line report as ``serve`` and ``check``
         print(f"callserver replay: invalid config:\n{explain(exc, config)}", file=sys.stderr)
         return 1

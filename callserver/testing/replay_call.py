@@ -13,16 +13,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from callserver.records.cassette_reader import Cassette, Entry
 from callserver.testing import replay_match as rm
 from callserver.testing.fake_realtime import FakeConnection
+from callserver.testing.fake_sideband import FakeSideband
 from callserver.testing.replay_story import GuardrailCancel, read_story
 
 __all__ = ["CallReplay", "Divergence"]
 
-EXTERNAL_END_REASONS = frozenset({"max_duration", "idle_timeout", "shutdown", "admin_hangup"})
+Connection = FakeConnection | FakeSideband
+"""The fake's side of a call's control connection: a Realtime websocket or a Live sideband."""
+
+EXTERNAL_END_REASONS = frozenset(
+    {"max_duration", "idle_timeout", "shutdown", "admin_hangup", "control_lost"}
+)
 """Ends a replay cannot wait for (timers, operators): the replay ends the call the same way."""
 CALLER_END_REASONS = frozenset({"caller_hangup", "caller_gone"})
 GUARDRAIL_GRACE_S = 1.0
@@ -77,6 +84,8 @@ class CallReplay:
         self.settle = settle
         self.divergences: list[Divergence] = []
         self.ws: list[Entry] = [e for e in cassette.entries if e.kind in ("ws_in", "ws_out")]
+        self.drops: set[int] = _drop_positions(cassette.entries)
+        """Positions in ``ws`` before which the recorded control connection dropped."""
         self.calls: dict[str, tuple[str, str]] = {}
         self.expected: list[_Expected] = []
         self._tool_outputs: dict[str, list[tuple[Any, str]]] = {}
@@ -92,12 +101,10 @@ class CallReplay:
         for position, entry in enumerate(self.ws):
             event = entry.data["event"]
             if entry.kind == "ws_in":
-                kind = event.get("type")
-                if kind == "response.created":
+                if _starts_turn(event):
                     turn += 1
-                elif kind == "response.function_call_arguments.done":
-                    args = event.get("arguments") or ""
-                    self.calls[str(event.get("call_id"))] = (str(event.get("name")), args)
+                elif (call := _function_call(event)) is not None:
+                    self.calls[call[0]] = (call[1], call[2])
             else:
                 normalized = rm.normalize(event, self.cassette.call_id)
                 self.expected.append(
@@ -206,7 +213,8 @@ class CallReplay:
         ("agent Customer Service lost tool book_appointment"), then any other difference."""
         phrases, exp_rest, act_rest = rm.tool_changes(expected, actual)
         if not phrases:
-            self.diverge(t, turn, otherwise, rm.diff_lines(expected, actual))
+            whose = [f"(the session of agent {agent})"] if agent else []
+            self.diverge(t, turn, otherwise, [*whose, *rm.diff_lines(expected, actual)])
             return
         who = f"agent {agent}" if agent else "the agent"
         details = [f"(in {where})", *rm.diff_lines(exp_rest, act_rest)]
@@ -218,26 +226,42 @@ class CallReplay:
 
     def _turn_at_t(self, t: float) -> int:
         return sum(
-            1
-            for e in self.ws
-            if e.kind == "ws_in" and e.t <= t and e.data["event"].get("type") == "response.created"
+            1 for e in self.ws if e.kind == "ws_in" and e.t <= t and _starts_turn(e.data["event"])
         )
 
     # -- driving the connection -----------------------------------------------------------------
 
-    async def drive(self, conn: FakeConnection) -> None:
-        """Play the recorded server events, paced by the client's events."""
+    async def drive(
+        self, conn: Connection, reconnected: Callable[[int], Awaitable[Connection]]
+    ) -> None:
+        """Play the recorded server events, paced by the client's events. Where the recorded
+        control connection dropped, the replay drops it too, at the same point, and goes on
+        on the connection callserver reattaches (``reconnected(n)``: the n-th connection)."""
         skipped_greeting = False
+        connections = 1
         for position, entry in enumerate(self.ws):
+            if position in self.drops:
+                if not await self._wait_matched(position, conn):
+                    return
+                await conn.drop()
+                try:
+                    conn = await reconnected(connections)
+                except AssertionError:
+                    self.diverge(entry.t, self._turn_at(position), "callserver did not reattach")
+                    return
+                connections += 1
+                skipped_greeting = False
             if entry.kind != "ws_in":
                 continue
             event = entry.data["event"]
             if not skipped_greeting and event.get("type") == "session.created":
                 skipped_greeting = True  # the fake greets every connection itself
                 continue
+            if _our_own_close(event):
+                break  # our hangup closed it; the fake's hangup answers with it again
             if not await self._wait_matched(position, conn):
                 return
-            if event.get("type") == "response.created":
+            if _starts_turn(event):
                 self._turn += 1
             self._last_arrival = asyncio.get_running_loop().time()  # settle counts from here too
             try:
@@ -258,7 +282,7 @@ class CallReplay:
             return self.timeout
         return min(self.timeout, 2 * expected.guardrail.delay_s + GUARDRAIL_GRACE_S)
 
-    async def _wait_matched(self, position: int, conn: FakeConnection) -> bool:
+    async def _wait_matched(self, position: int, conn: Connection) -> bool:
         """Wait until every client event recorded before ``position`` was seen again."""
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -317,7 +341,7 @@ class CallReplay:
     def _turn_at(self, position: int) -> int:
         turn = 0
         for entry in self.ws[:position]:
-            if entry.kind == "ws_in" and entry.data["event"].get("type") == "response.created":
+            if entry.kind == "ws_in" and _starts_turn(entry.data["event"]):
                 turn += 1
         return turn
 
@@ -378,6 +402,44 @@ def _parsed(arguments: Any) -> Any:
         except ValueError:
             return arguments
     return arguments
+
+
+def _drop_positions(entries: list[Entry]) -> set[int]:
+    """For each recorded ``control: lost``, the index (among ws frames) of the next frame."""
+    positions: set[int] = set()
+    count = 0
+    for entry in entries:
+        if entry.kind in ("ws_in", "ws_out"):
+            count += 1
+        elif entry.kind == "control" and entry.data.get("event") == "lost":
+            positions.add(count)
+    return positions
+
+
+def _our_own_close(event: dict[str, Any]) -> bool:
+    """A Live ``session.closed`` that callserver's own hangup caused."""
+    return event.get("type") == "session.closed" and event.get("reason") == "close_requested"
+
+
+def _starts_turn(event: dict[str, Any]) -> bool:
+    """A new model turn: a Realtime response, or a Live delegation to the backend."""
+    return event.get("type") in ("response.created", "session.delegation.created")
+
+
+def _function_call(event: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(call id, tool name, arguments) of a server event that calls a tool, on either
+    engine: Realtime's ``response.function_call_arguments.done``, or a Live backend's
+    ``response.output_item.done`` function_call item nested in a ``response.event``."""
+    if event.get("type") == "response.function_call_arguments.done":
+        fields: dict[str, Any] = event
+    elif event.get("type") == "response.event":
+        inner = event.get("event") or {}
+        fields = inner.get("item") or {} if inner.get("type") == "response.output_item.done" else {}
+        if fields.get("type") != "function_call":
+            return None
+    else:
+        return None
+    return str(fields.get("call_id")), str(fields.get("name")), str(fields.get("arguments") or "")
 
 
 def _shape(event: dict[str, Any]) -> tuple[Any, Any]:

@@ -131,17 +131,31 @@ def tool_changes(expected: Any, actual: Any) -> tuple[list[str], Any, Any]:
     return phrases, exp_rest, act_rest
 
 
+TOOL_PATHS: tuple[tuple[str, ...], ...] = (
+    ("tools",),
+    ("session", "tools"),
+    ("session", "delegation", "responses", "tools"),
+)
+"""Where a session config keeps its tools: a Realtime accept body, a Realtime session.update,
+and a GPT-Live accept body or session.update (the backend's delegation)."""
+
+
 def _split_tools(config: Any) -> tuple[list[Any] | None, Any]:
     """(tools, config without them) of an accept body or a session.update event."""
-    if not isinstance(config, dict):
-        return None, config
-    if isinstance(config.get("tools"), list):
-        return config["tools"], {k: v for k, v in config.items() if k != "tools"}
-    session = config.get("session")
-    if isinstance(session, dict) and isinstance(session.get("tools"), list):
-        rest = {k: v for k, v in session.items() if k != "tools"}
-        return session["tools"], {**config, "session": rest}
+    for path in TOOL_PATHS:
+        node: Any = config
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(path[-1]), list):
+            return node[path[-1]], _without(config, path)
     return None, config
+
+
+def _without(config: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of ``config`` without the key at ``path`` (copies only along the path)."""
+    if len(path) == 1:
+        return {k: v for k, v in config.items() if k != path[0]}
+    return {**config, path[0]: _without(config[path[0]], path[1:])}
 
 
 def _by_name(tools: list[Any]) -> dict[str, Any]:
@@ -171,7 +185,7 @@ def describe(event: Mapping[str, Any], calls: Mapping[str, tuple[str, str]] | No
     tool result reads ``function_call_output for get_weather {"city": "Paris"}``.
     """
     kind = str(event.get("type", "?"))
-    if kind == "conversation.item.create":
+    if kind in ("conversation.item.create", "response.item.create"):
         item = event.get("item") or {}
         item_type = item.get("type")
         if item_type == "function_call_output":
@@ -184,11 +198,12 @@ def describe(event: Mapping[str, Any], calls: Mapping[str, tuple[str, str]] | No
                 if isinstance(c, dict)
             ]
             return f"{item.get('role', '?')} message {short(' '.join(texts))!r}"
-        return f"conversation.item.create ({item_type})"
+        return f"{kind} ({item_type})"
     if kind == "session.update":
         session = event.get("session") or {}
-        instructions = short(str(session.get("instructions", "")))[:60]
-        return f"session.update ({instructions!r})"
+        backend = (session.get("delegation") or {}).get("responses") or {}  # GPT-Live
+        instructions = short(str(session.get("instructions") or backend.get("instructions", "")))
+        return f"session.update ({instructions[:60]!r})"
     if kind == "response.create":
         instructions = (event.get("response") or {}).get("instructions")
         return f"response.create ({short(instructions)!r})" if instructions else "response.create"
@@ -198,8 +213,9 @@ def describe(event: Mapping[str, Any], calls: Mapping[str, tuple[str, str]] | No
 def tool_of(event: Mapping[str, Any], calls: Mapping[str, tuple[str, str]]) -> str | None:
     """The tool a function-call output answers, if ``event`` is one."""
     item = event.get("item") or {}
-    if event.get("type") == "conversation.item.create" and item.get("type") == (
-        "function_call_output"
+    if (
+        event.get("type") in ("conversation.item.create", "response.item.create")
+        and item.get("type") == "function_call_output"
     ):
         return calls.get(str(item.get("call_id")), ("?", ""))[0]
     return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from callserver.engines.live.model import STOP_SPEAKING
 from callserver.records.cassette_reader import Cassette, Entry
 
 __all__ = ["GuardrailCancel", "Story", "read_story"]
@@ -77,13 +78,24 @@ def _next_of(entries: Sequence[Entry], index: int, kinds: tuple[str, ...]) -> En
 
 
 def _guardrail_shaped(event: dict[str, object]) -> bool:
-    return event.get("type") == "response.cancel" or bool(_note(event))
+    """Realtime cancels the response; GPT-Live is told to stop (an instructions append);
+    both then get the "guardrail triggered" note."""
+    if event.get("type") == "response.cancel" or bool(_note(event)):
+        return True
+    content = event.get("content")
+    return (
+        event.get("type") == "session.instructions.append"
+        and isinstance(content, str)
+        and content.startswith(STOP_SPEAKING[:24])
+    )
 
 
 def _note(event: dict[str, object]) -> str:
     """The text of a "guardrail triggered: ..." message item, or ''."""
     item = event.get("item")
-    if event.get("type") != "conversation.item.create" or not isinstance(item, dict):
+    if event.get("type") not in ("conversation.item.create", "response.item.create"):
+        return ""
+    if not isinstance(item, dict):
         return ""
     for part in item.get("content") or []:
         text = part.get("text") if isinstance(part, dict) else None

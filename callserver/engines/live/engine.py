@@ -10,10 +10,12 @@ from urllib.parse import quote
 from agents.realtime.model_inputs import RealtimeModelSendEvent, RealtimeModelSendRawMessage
 
 from callserver.engines.base import (
+    ControlObserver,
     EngineOptions,
     FrameTap,
     PostCallJob,
     StreamEnd,
+    Takeover,
     attach_refused,
 )
 from callserver.engines.live.accept import live_accept_body
@@ -52,13 +54,21 @@ class LiveCall:
         url: str,
         options: EngineOptions,
         tap: FrameTap | None,
+        observer: ControlObserver | None = None,
+        takeover: Takeover | None = None,
     ) -> None:
         if built.live is None:
             raise ValueError("not a Live graph")
         self._options = options
         self._store = built.live.settings.store
         self.model = LiveSidebandModel(
-            session_id=session_id, live=built.live, agents=built.agents, tap=tap
+            session_id=session_id,
+            live=built.live,
+            agents=built.agents,
+            tap=tap,
+            policy=options.reattach,
+            observer=observer,
+            takeover=takeover,
         )
         self.model_config: Any = {
             "url": url,
@@ -86,13 +96,30 @@ class LiveCall:
         if closed is not None:
             reason = str(closed.get("reason"))
             return StreamEnd(CLOSE_REASONS.get(reason, "session_closed"), hangup=False)
-        # The sideband dropped without session.closed: the call may well go on. Nobody
-        # runs its tools any more, so hang it up rather than leave the caller with a deaf
-        # agent (issue 11 reattaches first).
+        connection = self.model.connection
+        if connection is not None and connection.outcome == "gone":
+            # The reattach was refused: the session ended while we were away, and the
+            # session.closed with its reason went to nobody. The caller hung up.
+            return StreamEnd("caller_hangup", hangup=False)
+        # Control could not be regained: the call may well go on, but nobody runs its
+        # tools any more, so hang it up rather than leave the caller with a deaf agent.
         return StreamEnd("control_lost", hangup=True)
 
     def connect_failed(self, error: BaseException) -> StreamEnd:
         return attach_refused(error)
+
+    def hold(self) -> str | None:
+        connection = self.model.connection
+        return connection.gate.close() if connection is not None else None
+
+    def release_after(self, event_id: str | None) -> None:
+        connection = self.model.connection
+        if connection is not None:
+            connection.gate.open_after(event_id, lambda event: event.get("event_id"))
+
+    def seen_ids(self) -> list[str]:
+        connection = self.model.connection
+        return connection.seen_ids() if connection is not None else []
 
     def post_call_job(self) -> PostCallJob | None:
         """With ``store: true``, the call's stereo recording is downloaded once finalised."""
@@ -132,5 +159,12 @@ class LiveEngine:
     async def accept_body(self, built: BuiltGraph, context: CallToolContext) -> dict[str, Any]:
         return await live_accept_body(built, context)
 
-    def attach(self, call_id: str, built: BuiltGraph, tap: FrameTap | None) -> LiveCall:
-        return LiveCall(call_id, built, self.url(call_id), self._options, tap)
+    def attach(
+        self,
+        call_id: str,
+        built: BuiltGraph,
+        tap: FrameTap | None,
+        observer: ControlObserver | None = None,
+        takeover: Takeover | None = None,
+    ) -> LiveCall:
+        return LiveCall(call_id, built, self.url(call_id), self._options, tap, observer, takeover)

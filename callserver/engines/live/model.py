@@ -16,25 +16,20 @@ The SDK's ``RealtimeSession`` runs tools, handoffs and output guardrails against
   telling the model to stop (Live has no response.cancel for the voice model);
 - ``session.closed`` ends the event stream; its reason is kept for the end path.
 
-Events are deduplicated by ``event_id``: an attach replays the last seconds of events with
-their original ids. The websocket is ``websockets``' asyncio client, not the ``openai``
-package's sideband client: the call path needs every raw frame (call recording), its own
-reconnect policy and event-id deduplication across attaches, and no per-event model parsing.
+The websocket itself, its reattach after a drop and the deduplication of replayed events
+by ``event_id`` are ``sideband.py``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
-import itertools
 import json
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
-import websockets
 from agents.realtime import RealtimeAgent
 from agents.realtime.model import RealtimeModel, RealtimeModelConfig, RealtimeModelListener
 from agents.realtime.model_events import (
@@ -55,9 +50,9 @@ from agents.realtime.model_inputs import (
     RealtimeModelSendToolOutput,
     RealtimeModelSendUserInput,
 )
-from websockets.exceptions import ConnectionClosed
 
-from callserver.engines.base import FrameTap
+from callserver.engines.base import ControlObserver, FrameTap, ReattachPolicy, Takeover
+from callserver.engines.live.sideband import SendFirst, SidebandConnection, StreamOver
 from callserver.engines.live.tools import backend_update, function_tools
 from callserver.engines.live.turns import TurnTracker
 from callserver.engines.signals import Signal
@@ -65,10 +60,6 @@ from callserver.graph.spec import BuiltLive
 
 log = logging.getLogger(__name__)
 
-OPEN_TIMEOUT_S = 5.0
-MAX_FRAME_BYTES = 4 * 1024 * 1024
-SEEN_EVENT_IDS = 4096
-"""Event ids remembered for deduplication: far more than a 3 s replay can hold."""
 MAX_APPEND_CHARS = 1800
 """Appended instructions are limited to 500 tokens; ~3.6 characters per token is safe."""
 TERMINAL_RESPONSE_EVENTS = frozenset(
@@ -108,17 +99,22 @@ class LiveSidebandModel(RealtimeModel):
         live: BuiltLive,
         agents: Mapping[str, RealtimeAgent[Any]],
         tap: FrameTap | None = None,
+        policy: ReattachPolicy | None = None,
+        observer: ControlObserver | None = None,
+        takeover: Takeover | None = None,
     ) -> None:
         self.session_id = session_id
+        self._policy = policy or ReattachPolicy()
+        self._observer = observer
+        self._takeover = takeover
         self._live = live
         self._responses = live.settings.backend_model is not None
         self._agents = {str(a.instructions): a for a in agents.values()}
         self._tap = tap
         self._listeners: list[RealtimeModelListener] = []
-        self._ws: websockets.ClientConnection | None = None
+        self.connection: SidebandConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._turns = TurnTracker(live.settings.turn_gap, time.monotonic)
-        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._backends: dict[str, _Backend] = {}
         self._current: dict[str, str] = {}
         """delegation id -> its current backend response id."""
@@ -127,11 +123,10 @@ class LiveSidebandModel(RealtimeModel):
         self._interrupted: set[str] = set()
         self._delegation: str | None = None
         """The delegation (prompt + tools) last sent, to skip updates that change nothing."""
-        self._ids = itertools.count(1)
+        self._delegation_update: dict[str, Any] | None = None
+        """The last delegation sent with ``session.update``: sent again after a reattach."""
         self.closed_event: dict[str, Any] | None = None
         """The ``session.closed`` event, once received: the session is over."""
-        self.lost: BaseException | None = None
-        """Why the sideband dropped before ``session.closed``, if it did."""
 
     # ---- RealtimeModel ------------------------------------------------------------------
 
@@ -152,15 +147,38 @@ class LiveSidebandModel(RealtimeModel):
         initial = options.get("initial_model_settings") or {}
         self._delegation = self._delegation_key(initial)
         await self._emit(RealtimeModelConnectionStatusEvent(status="connecting"))
-        self._ws = await websockets.connect(
-            url,
-            additional_headers={"Authorization": f"Bearer {api_key}"},
-            open_timeout=OPEN_TIMEOUT_S,
-            max_size=MAX_FRAME_BYTES,
-            close_timeout=2.0,
+        connection = SidebandConnection(
+            session_id=self.session_id,
+            url=url,
+            api_key=api_key,
+            policy=self._policy,
+            tap=self._tap,
+            observer=self._observer,
+            held=self._takeover is not None and self._takeover.held,
         )
-        self._reader = asyncio.create_task(self._read(self._ws), name=f"sideband:{self.session_id}")
+        connection.on_reattached = self._reattached
+        await connection.open(confirm=self._takeover is not None)
+        self.connection = connection
+        if self._takeover is not None:
+            # Taking over a call accepted elsewhere: what the other instance handled is not
+            # handled again, and the session gets the current agent's delegation (this
+            # instance's view of the call starts here).
+            connection.remember(list(self._takeover.seen))
+            if self._responses:
+                self._delegation_update = self._update_for(initial)
+                update = {"delegation": self._delegation_update}
+                await connection.send({"type": "session.update", "session": update})
+        self._reader = asyncio.create_task(
+            self._read(connection), name=f"sideband:{self.session_id}"
+        )
         await self._emit(RealtimeModelConnectionStatusEvent(status="connected"))
+
+    async def _reattached(self, send_first: SendFirst) -> None:
+        """Control is back: the session gets the current agent's delegation again (whatever
+        the server kept, and for an instance taking the call over, what it never had)."""
+        if self._responses and self._delegation_update is not None:
+            update = {"delegation": self._delegation_update}
+            await send_first({"type": "session.update", "session": update})
 
     async def send_event(self, event: RealtimeModelSendEvent) -> None:
         if isinstance(event, RealtimeModelSendToolOutput):
@@ -190,20 +208,15 @@ class LiveSidebandModel(RealtimeModel):
         if reader is not None and reader is not asyncio.current_task():
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
-        ws, self._ws = self._ws, None
-        if ws is not None:
-            await ws.close()
+        if self.connection is not None:
+            await self.connection.close()
 
     # ---- what we send -------------------------------------------------------------------
 
     async def _send(self, message: dict[str, Any]) -> None:
-        message.setdefault("event_id", f"cs_{next(self._ids)}")
-        if self._tap is not None:
-            self._tap("ws_out", {"event": message})
-        ws = self._ws
-        if ws is None:
+        if self.connection is None:
             raise ConnectionError("the Live sideband is not connected")
-        await ws.send(json.dumps(message))
+        await self.connection.send(message)
 
     def _append(self, content: str) -> dict[str, Any]:
         return {
@@ -250,6 +263,12 @@ class LiveSidebandModel(RealtimeModel):
         for event in self._turns.new_response():
             await self._emit(event)
 
+    def _update_for(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The sparse delegation update that makes the backend this agent's."""
+        tools = function_tools(settings.get("tools") or [], settings.get("handoffs") or [])
+        instructions = str(settings.get("instructions") or "")
+        return backend_update(self._live.settings, instructions, tools)
+
     @staticmethod
     def _delegation_key(settings: Mapping[str, Any]) -> str:
         tools = function_tools(settings.get("tools") or [], settings.get("handoffs") or [])
@@ -264,8 +283,8 @@ class LiveSidebandModel(RealtimeModel):
         self._delegation = key
         instructions = str(settings.get("instructions") or "")
         if self._responses:
-            tools = function_tools(settings.get("tools") or [], settings.get("handoffs") or [])
-            delegation = backend_update(self._live.settings, instructions, tools)
+            delegation = self._update_for(settings)
+            self._delegation_update = delegation
             await self._send({"type": "session.update", "session": {"delegation": delegation}})
         agent = self._agents.get(instructions)
         name = agent.name if agent is not None else "a colleague"
@@ -308,55 +327,28 @@ class LiveSidebandModel(RealtimeModel):
         for listener in list(self._listeners):
             await listener.on_event(event)
 
-    async def _read(self, ws: websockets.ClientConnection) -> None:
-        """Read until ``session.closed`` or the socket drops; closes turns at their gap."""
+    async def _read(self, connection: SidebandConnection) -> None:
+        """Read until ``session.closed``, or until the sideband is gone for good (it
+        reattaches by itself after a drop); closes turns at their gap."""
         try:
             while self.closed_event is None:
-                deadline = self._turns.next_deadline()
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        raw = await ws.recv()
-                except TimeoutError:
-                    for event in self._turns.due():
-                        await self._emit(event)
-                    continue
-                await self._frame(raw)
-                for event in self._turns.due():
-                    await self._emit(event)
-        except ConnectionClosed as exc:
-            self.lost = exc
+                event = await connection.recv(self._turns.next_deadline())
+                if event is not None:
+                    await self._frame(event)
+                for turn_event in self._turns.due():
+                    await self._emit(turn_event)
+        except StreamOver:
+            pass
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception:
             log.exception("sideband reader failed", extra={"call_id": self.session_id})
-            self.lost = exc
         for event in self._turns.close_all():
             await self._emit(event)
         await self._emit(RealtimeModelConnectionStatusEvent(status="disconnected"))
         await self._emit(RealtimeModelEndOfStreamEvent())
 
-    def _first_time(self, event_id: Any) -> bool:
-        if not isinstance(event_id, str):
-            return True  # reflected audio has no id; nothing else should lack one
-        if event_id in self._seen:
-            return False
-        self._seen[event_id] = None
-        if len(self._seen) > SEEN_EVENT_IDS:
-            self._seen.popitem(last=False)
-        return True
-
-    async def _frame(self, raw: str | bytes) -> None:
-        try:
-            message = json.loads(raw)
-        except ValueError:
-            log.warning("sideband frame is not JSON", extra={"call_id": self.session_id})
-            return
-        if not isinstance(message, dict):
-            return
-        if self._tap is not None:
-            self._tap("ws_in", {"event": message})
-        if not self._first_time(message.get("event_id")):
-            return
+    async def _frame(self, message: dict[str, Any]) -> None:
         events: list[RealtimeModelEvent] = [RealtimeModelRawServerEvent(data=message)]
         kind = message.get("type")
         delta = message.get("delta")

@@ -9,13 +9,16 @@ from urllib.parse import quote
 from agents.realtime.model_inputs import RealtimeModelSendEvent, RealtimeModelSendRawMessage
 
 from callserver.engines.base import (
+    ControlObserver,
     EngineOptions,
     FrameTap,
     PostCallJob,
     StreamEnd,
+    Takeover,
     attach_refused,
 )
 from callserver.engines.realtime import sdk
+from callserver.engines.realtime.connection import ReattachingConnection, frame_id
 from callserver.engines.realtime.control import RealtimeControl
 from callserver.engines.realtime.signals import realtime_signals
 from callserver.engines.rest import DeadlineRest
@@ -37,11 +40,25 @@ class RealtimeCall:
     """One call's SDK model on ``/realtime?call_id=...``."""
 
     def __init__(
-        self, call_id: str, built: BuiltGraph, url: str, api_key: str, tap: FrameTap | None
-    ):
-        self.model = sdk.make_model(built.model, tap)
+        self,
+        call_id: str,
+        built: BuiltGraph,
+        url: str,
+        options: EngineOptions,
+        tap: FrameTap | None,
+        observer: ControlObserver | None,
+        takeover: Takeover | None = None,
+    ) -> None:
+        self.model = sdk.make_model(
+            built.model,
+            tap,
+            call_id=call_id,
+            policy=options.reattach,
+            observer=observer,
+            held=takeover is not None and takeover.held,
+        )
         self.model_config = sdk.model_config(
-            call_id=call_id, url=url, api_key=api_key, settings=built.model_settings
+            call_id=call_id, url=url, api_key=options.api_key, settings=built.model_settings
         )
 
     def signals(self, message: dict[str, Any]) -> Sequence[Signal]:
@@ -59,9 +76,13 @@ class RealtimeCall:
         return self.say(text)
 
     def stream_end(self, error: BaseException | None) -> StreamEnd:
-        """The SDK raises the websocket's close (1006 and friends) from the iterator, or the
-        iterator just stops on a clean close: for a SIP call either is the caller gone."""
+        """The control websocket reattaches after any drop (``connection.py``), so the
+        stream only stops for good when the call is gone (the reattach was refused: the
+        caller hung up) or control could not be regained within the budget."""
         del error
+        connection = self._connection()
+        if connection is not None and connection.outcome == "lost":
+            return StreamEnd("control_lost", hangup=True)
         return StreamEnd("caller_hangup", hangup=False)
 
     def connect_failed(self, error: BaseException) -> StreamEnd:
@@ -69,6 +90,21 @@ class RealtimeCall:
 
     def post_call_job(self) -> PostCallJob | None:
         return None
+
+    def _connection(self) -> ReattachingConnection | None:
+        return self.model.connection if isinstance(self.model, sdk.CallSIPModel) else None
+
+    def hold(self) -> str | None:
+        connection = self._connection()
+        return connection.gate.close() if connection is not None else None
+
+    def release_after(self, event_id: str | None) -> None:
+        connection = self._connection()
+        if connection is not None:
+            connection.gate.open_after(event_id, frame_id)
+
+    def seen_ids(self) -> list[str]:
+        return []  # the Realtime API replays nothing on a new connection
 
 
 class RealtimeEngine:
@@ -84,7 +120,7 @@ class RealtimeEngine:
     def __init__(self, rest: DeadlineRest, options: EngineOptions) -> None:
         self.control = RealtimeControl(rest)
         self._ws_base = ws_base(options.base_url.rstrip("/"))
-        self._api_key = options.api_key
+        self._options = options
 
     def url(self, call_id: str) -> str:
         """Control websocket URL for one call."""
@@ -99,5 +135,14 @@ class RealtimeEngine:
             context=context,
         )
 
-    def attach(self, call_id: str, built: BuiltGraph, tap: FrameTap | None) -> RealtimeCall:
-        return RealtimeCall(call_id, built, self.url(call_id), self._api_key, tap)
+    def attach(
+        self,
+        call_id: str,
+        built: BuiltGraph,
+        tap: FrameTap | None,
+        observer: ControlObserver | None = None,
+        takeover: Takeover | None = None,
+    ) -> RealtimeCall:
+        return RealtimeCall(
+            call_id, built, self.url(call_id), self._options, tap, observer, takeover
+        )

@@ -7,68 +7,77 @@ upgrade is checked here (and by ``tests/test_sdk_contract.py``), nowhere else.
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 from agents.realtime import RealtimeAgent, RealtimeRunConfig
 from agents.realtime.config import RealtimeSessionModelSettings
 from agents.realtime.model import RealtimeModelConfig
-from agents.realtime.openai_realtime import OpenAIRealtimeSIPModel
+from agents.realtime.openai_realtime import OpenAIRealtimeSIPModel, TransportConfig
 
-from callserver.engines.base import FrameTap
+from callserver.engines.base import ControlObserver, FrameTap, ReattachPolicy
+from callserver.engines.realtime.connection import ReattachingConnection
 
-
-class _TappedConnection:
-    """A websocket client connection that reports every frame to a tap, then passes it on."""
-
-    def __init__(self, connection: Any, tap: FrameTap) -> None:
-        self._connection = connection
-        self._tap = tap
-
-    def _report(self, kind: str, message: str | bytes) -> None:
-        try:
-            event = json.loads(message)
-        except ValueError:
-            event = {"unparsed": message if isinstance(message, str) else repr(message)}
-        self._tap(kind, {"event": event})
-
-    async def send(self, message: str | bytes) -> None:
-        self._report("ws_out", message)
-        await self._connection.send(message)
-
-    def __aiter__(self) -> AsyncIterator[str | bytes]:
-        return self._frames()
-
-    async def _frames(self) -> AsyncIterator[str | bytes]:
-        async for message in self._connection:
-            self._report("ws_in", message)
-            yield message
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._connection, name)
+TRANSPORT: TransportConfig = {"ping_interval": 5.0, "ping_timeout": 5.0, "handshake_timeout": 5.0}
+"""Keepalive pings find a dead control connection (no close, no RST) within ~10 s; the
+handshake bound keeps one reattach attempt well inside the reattach budget."""
 
 
-class _TappedSIPModel(OpenAIRealtimeSIPModel):
-    """The SDK's SIP model, with its websocket wrapped so frames can be recorded."""
+class CallSIPModel(OpenAIRealtimeSIPModel):
+    """The SDK's SIP model on a :class:`ReattachingConnection`: the SDK keeps one websocket
+    for its whole session, so the stand-in reconnects underneath it (and taps frames)."""
 
-    def __init__(self, tap: FrameTap) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        policy: ReattachPolicy,
+        tap: FrameTap | None,
+        observer: ControlObserver | None,
+        held: bool = False,
+    ) -> None:
+        super().__init__(transport_config=TRANSPORT)
+        self.held = held
+        """Attach with events held back (an instance taking a call over; ``gate.py``)."""
+        self._call = call_id
+        self._policy = policy
         self._frame_tap = tap
+        self._observer = observer
+        self.connection: ReattachingConnection | None = None
 
     async def _create_websocket_connection(self, *args: Any, **kwargs: Any) -> Any:
-        connection = await super()._create_websocket_connection(*args, **kwargs)
-        return _TappedConnection(connection, self._frame_tap)
+        async def connect() -> Any:
+            return await OpenAIRealtimeSIPModel._create_websocket_connection(self, *args, **kwargs)
+
+        self.connection = ReattachingConnection(
+            await connect(),
+            connect,
+            call_id=self._call,
+            policy=self._policy,
+            tap=self._frame_tap,
+            observer=self._observer,
+            held=self.held,
+        )
+        return self.connection
 
 
-def make_model(model_name: str, tap: FrameTap | None = None) -> OpenAIRealtimeSIPModel:
+def make_model(
+    model_name: str,
+    tap: FrameTap | None = None,
+    *,
+    call_id: str = "",
+    policy: ReattachPolicy | None = None,
+    observer: ControlObserver | None = None,
+    held: bool = False,
+) -> OpenAIRealtimeSIPModel:
     """A fresh SIP model object for one call (a model object connects exactly once).
 
     The SDK refuses ``model_name`` in the settings together with ``call_id``; the model
-    that goes into its ``session.update`` is the attribute set here. With ``tap``, every
-    websocket frame is reported (call recording); without, the SDK's model is used as is.
+    that goes into its ``session.update`` is the attribute set here. Its websocket
+    reattaches after a drop (``policy``) and reports every frame to ``tap`` when given.
     """
-    model = OpenAIRealtimeSIPModel() if tap is None else _TappedSIPModel(tap)
+    model = CallSIPModel(
+        call_id=call_id, policy=policy or ReattachPolicy(), tap=tap, observer=observer, held=held
+    )
     model.model = model_name
     return model
 
