@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from callserver.outbound.correlation import HEADER
 from callserver.records.post_call import build_call_ended_event
+from callserver.testing import harness
 from callserver.testing.fake_openai import FakeOpenAI
 from callserver.testing.fake_twilio_api import FakeTwilio, _sip_of, _uri_headers
-from callserver.testing.harness import TEST_WEBHOOK_SECRET, free_port, run_callserver, test_settings
+from callserver.testing.harness import TEST_WEBHOOK_SECRET, free_port, run_callserver
 from callserver.testing.webhook_sender import incoming_call_event, send_webhook
 from tests.e2e import assert_idle, wait_for
 from tests.outbound_support import (
@@ -219,8 +220,9 @@ async def test_bridge_lands_on_another_instance(
             "openai_project_id": "proj_test123",
             **shared,
         }
-        a_settings = test_settings(fake_openai.base_url, OUTBOUND_CONFIG, instance_id="a", **common)
-        b_settings = test_settings(fake_openai.base_url, OUTBOUND_CONFIG, instance_id="b", **common)
+        base = fake_openai.base_url
+        a_settings = harness.test_settings(base, OUTBOUND_CONFIG, instance_id="a", **common)
+        b_settings = harness.test_settings(base, OUTBOUND_CONFIG, instance_id="b", **common)
         async with (
             run_callserver(a_settings, port=port_a) as a,
             run_callserver(b_settings, port=port_b) as b,
