@@ -24,7 +24,7 @@ from tests.e2e import wait_for
 from tests.outbound_support import ADMIN_TOKEN, AUTH, OUTBOUND_CONFIG, TRUNK
 from tests.redis_support import delete_prefix
 
-ROWS = 30
+ROWS = 24
 
 
 def env_for(fake: FakeOpenAI, key: str, **extra: str) -> dict[str, str]:
@@ -96,7 +96,7 @@ def dials(fake: FakeOpenAI) -> collections.Counter[str]:
 
 
 async def test_kill_9_and_restart_never_dials_twice(fake_openai: FakeOpenAI, tmp_path) -> None:
-    fake_openai.live.outbound.default = Callee(ring_s=0.05, hangs_up_after=0.5)
+    fake_openai.live.outbound.default = Callee(ring_s=0.05, hangs_up_after=0.4)
     env = env_for(
         fake_openai, "sk-test-campaign", CALLSERVER_CAMPAIGN_DB=str(tmp_path / "c.sqlite3")
     )
@@ -106,7 +106,7 @@ async def test_kill_9_and_restart_never_dials_twice(fake_openai: FakeOpenAI, tmp
     try:
         async with httpx.AsyncClient(timeout=10) as client:
             created = await client.post(
-                f"{first.url}/admin/campaigns", json=campaign(ROWS, 600, 4, 0), headers=AUTH
+                f"{first.url}/admin/campaigns", json=campaign(ROWS, 900, 4, 0), headers=AUTH
             )
             assert created.status_code == 201, created.text
             campaign_id = created.json()["id"]
@@ -164,7 +164,7 @@ async def test_two_instances_share_a_campaign_and_survive_a_kill(
         a, b = procs
         async with httpx.AsyncClient(timeout=10) as client:
             created = await client.post(
-                f"{a.url}/admin/campaigns", json=campaign(40, 900, 4, 5000), headers=AUTH
+                f"{a.url}/admin/campaigns", json=campaign(30, 1200, 4, 5000), headers=AUTH
             )
             assert created.status_code == 201, created.text
             campaign_id = created.json()["id"]
@@ -181,7 +181,7 @@ async def test_two_instances_share_a_campaign_and_survive_a_kill(
             info = await until_done(client, b.url, campaign_id)
         counts = dials(fake_openai)
         assert max(counts.values()) == 1, counts  # one campaign, two instances, no double dial
-        assert info["outcomes"].get("completed", 0) + info["outcomes"].get("unknown", 0) == 40
+        assert info["outcomes"].get("completed", 0) + info["outcomes"].get("unknown", 0) == 30
         assert by_instance()["b"] > by_instance()["a"] > 0
     finally:
         for proc in procs:
