@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -65,28 +68,14 @@ async def list_campaigns(request: Request) -> JSONResponse:
     return JSONResponse({"campaigns": [info.as_json() for info in found]})
 
 
-async def show_campaign(request: Request) -> JSONResponse:
+async def _answer(request: Request, act: Callable[[Campaigns], Awaitable[Any]]) -> JSONResponse:
+    """One campaign's view after ``act``: 404 unknown, 409 a refused state change, 503 the
+    store down."""
     campaigns = _campaigns(request)
     if isinstance(campaigns, JSONResponse):
         return campaigns
     try:
-        info = await campaigns.get(request.path_params["campaign_id"])
-    except RegistryUnavailable:
-        return _error(503, "campaign store unavailable")
-    if info is None:
-        return _error(404, "no such campaign")
-    return JSONResponse(info.as_json())
-
-
-async def campaign_action(request: Request) -> JSONResponse:
-    campaigns = _campaigns(request)
-    if isinstance(campaigns, JSONResponse):
-        return campaigns
-    action = request.path_params["action"]
-    if action not in ("pause", "resume", "cancel"):
-        return _error(404, "no such action (pause, resume, cancel)")
-    try:
-        info = await campaigns.act(request.path_params["campaign_id"], action)
+        info = await act(campaigns)
     except TransitionError as exc:
         return _error(409, str(exc))
     except RegistryUnavailable:
@@ -94,6 +83,17 @@ async def campaign_action(request: Request) -> JSONResponse:
     if info is None:
         return _error(404, "no such campaign")
     return JSONResponse(info.as_json())
+
+
+async def show_campaign(request: Request) -> JSONResponse:
+    return await _answer(request, lambda c: c.get(request.path_params["campaign_id"]))
+
+
+async def campaign_action(request: Request) -> JSONResponse:
+    action = request.path_params["action"]
+    if action not in ("pause", "resume", "cancel"):
+        return _error(404, "no such action (pause, resume, cancel)")
+    return await _answer(request, lambda c: c.act(request.path_params["campaign_id"], action))
 
 
 async def campaign_results(request: Request) -> Response:

@@ -55,17 +55,28 @@ async def _verified(request: Request) -> tuple[TwilioOutbound, dict[str, str], s
     return service.twilio, dict(form), attempt
 
 
+async def _verified_or_refused(
+    request: Request, what: str
+) -> tuple[TwilioOutbound, dict[str, str], str] | Response:
+    try:
+        return await _verified(request)
+    except WebhookError as exc:
+        log.warning(
+            "twilio outbound %s refused: %s", what, exc.message, extra={"reason": exc.reason}
+        )
+        return _error(exc.status, exc.message)
+
+
 def _word(value: str | None) -> str | None:
     text = (value or "").strip().lower()
     return text if _WORD_RE.match(text) else None
 
 
 async def outbound_answer(request: Request) -> Response:
-    try:
-        answers, form, attempt = await _verified(request)
-    except WebhookError as exc:
-        log.warning("twilio outbound answer refused: %s", exc.message, extra={"reason": exc.reason})
-        return _error(exc.status, exc.message)
+    verified = await _verified_or_refused(request, "answer")
+    if isinstance(verified, Response):
+        return verified
+    answers, form, attempt = verified
     engine = _word(request.query_params.get("engine")) or "realtime"
     answered_by = _word(form.get("AnsweredBy"))
     body = await answers.answer(attempt, engine, answered_by)
@@ -73,11 +84,10 @@ async def outbound_answer(request: Request) -> Response:
 
 
 async def outbound_status(request: Request) -> Response:
-    try:
-        answers, form, attempt = await _verified(request)
-    except WebhookError as exc:
-        log.warning("twilio outbound status refused: %s", exc.message, extra={"reason": exc.reason})
-        return _error(exc.status, exc.message)
+    verified = await _verified_or_refused(request, "status")
+    if isinstance(verified, Response):
+        return verified
+    answers, form, attempt = verified
     status = _word(form.get("CallStatus"))
     if status is None:
         return _error(400, "CallStatus is not a call status")

@@ -9,12 +9,14 @@ from typing import Any
 
 import httpx
 
-from callserver.calls.records import CallRecord
 from callserver.testing.fake_openai import FakeOpenAI
 from callserver.testing.fake_twilio_api import FakeTwilio
 from callserver.testing.harness import RunningServer, free_port, run_callserver, test_settings
 from tests.conftest import ROOT
+from tests.e2e import ended_record as ended
 from tests.e2e import wait_for
+
+__all__ = ["ended"]
 
 OUTBOUND_CONFIG = ROOT / "tests" / "configs" / "outbound"
 ADMIN_TOKEN = "admin-token-for-outbound-tests"
@@ -41,19 +43,6 @@ async def get(server: RunningServer, path: str) -> httpx.Response:
 
 async def place(server: RunningServer, **body: Any) -> httpx.Response:
     return await post(server, "/admin/calls", body)
-
-
-async def ended(server: RunningServer, call_id: str, timeout: float = 10.0) -> CallRecord:
-    registry = server.services.manager.registry
-
-    async def done() -> bool:
-        record = await registry.get(call_id)
-        return record is not None and record.state.value == "ended"
-
-    await wait_for(done, timeout, f"outbound call {call_id} to end")
-    record = await registry.get(call_id)
-    assert record is not None
-    return record
 
 
 async def status_of(server: RunningServer, call_id: str) -> str | None:

@@ -49,6 +49,18 @@ class DialFailed(Exception):
         self.detail = detail
 
 
+def maybe_placed(call_id: str, who: str, detail: str) -> DialFailed:
+    """A dialer's request with no final answer (timeout, dropped, 5xx): logged once, and the
+    ``unknown`` outcome to raise; never retried, since a call may ring."""
+    log.error(
+        "%s create outcome unknown (%s): a call may have been placed; not retried",
+        who,
+        detail,
+        extra={"call_id": call_id},
+    )
+    return DialFailed("unknown", f"{detail}: the call may have been placed; not retried")
+
+
 class OutboundRefused(Exception):
     """The call was not placed at all (nothing dialed): ``reason`` is ``capacity``,
     ``draining`` or ``registry``."""

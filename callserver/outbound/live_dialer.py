@@ -13,7 +13,7 @@ import logging
 
 import httpx
 
-from callserver.calls.outbound import DialFailed, Placement
+from callserver.calls.outbound import DialFailed, Placement, maybe_placed
 from callserver.calls.records import CallRecord
 from callserver.engines.live.outbound import (
     CreateRefused,
@@ -92,14 +92,7 @@ class LiveDialer:
             outcome = "rejected" if exc.status in (401, 403) else "failed"
             raise DialFailed(outcome, f"OpenAI refused the call: {exc}") from None
         except CreateUnknown as exc:
-            log.error(
-                "outbound create outcome unknown (%s): a call may have been placed; not retried",
-                exc.detail,
-                extra={"call_id": record.call_id},
-            )
-            raise DialFailed(
-                "unknown", f"{exc.detail}: the call may have been placed; not retried"
-            ) from None
+            raise maybe_placed(record.call_id, "GPT-Live", exc.detail) from None
         info.pop("outcome", None)
         info["placed"] = True
         log.info(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlencode
 
-from callserver.calls.outbound import DialFailed, Placement, twilio_outcome
+from callserver.calls.outbound import DialFailed, Placement, maybe_placed, twilio_outcome
 from callserver.calls.records import CallRecord
 from callserver.calls.registry import CallRegistry
 from callserver.graph.context import CallToolContext
@@ -97,14 +97,7 @@ class TwilioDialer:
             outcome = "rejected" if exc.status in AUTH_ERRORS else "failed"
             raise DialFailed(outcome, f"Twilio refused the call: {exc}") from None
         except TwilioUnknown as exc:
-            log.error(
-                "twilio create outcome unknown (%s): a call may have been placed; not retried",
-                exc,
-                extra={"call_id": record.call_id},
-            )
-            raise DialFailed(
-                "unknown", f"{exc}: the call may have been placed; not retried"
-            ) from None
+            raise maybe_placed(record.call_id, "Twilio", str(exc)) from None
         info.pop("outcome", None)
         info["placed"] = True
         info["twilio_call_sid"] = sid
