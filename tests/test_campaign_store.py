@@ -8,6 +8,7 @@ limits (state, max_concurrent, pace) and the row's state; a lost runner's claims
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 
@@ -164,3 +165,25 @@ async def test_lost_runner_rows_become_unknown(store: CampaignStore) -> None:
     # the dead runner's late finish changes nothing
     await store.finish("cmp_1", 1, "dead", 1, "busy", None, None, NOW + 60, NOW)
     assert (await store.rows("cmp_1"))[0].outcome == "unknown"
+
+
+def test_the_pace_keeps_its_grid() -> None:
+    """A runner that wakes late stays on the grid (the rate holds) without going above twice
+    the pace; after an idle second it starts afresh (no burst)."""
+    from callserver.outbound.campaigns.store import next_pace_slot, pace_wait
+
+    interval = 0.1
+    slot, last, dials = 0.0, -1.0, []
+    now = 10.0
+    while len(dials) < 50:
+        wait = pace_wait(slot, last, now, interval)
+        if wait > 0:
+            now += wait
+            continue
+        dials.append(now)
+        slot, last = next_pace_slot(slot, now, interval), now
+        now += 0.3 if len(dials) % 10 == 0 else 0.01  # every tenth dial, the runner stalls
+    gaps = [b - a for a, b in itertools.pairwise(dials)]
+    assert min(gaps) >= interval / 2 - 1e-9  # never above twice the pace
+    assert 49 / (dials[-1] - dials[0]) == pytest.approx(1 / interval, rel=0.05)  # the pace holds
+    assert next_pace_slot(5.0, 10.0, interval) == pytest.approx(10.1)  # idle: afresh

@@ -124,7 +124,9 @@ async def test_pace_and_max_concurrent(dialing, fake_openai: FakeOpenAI) -> None
     await wait_campaign(dialing, campaign_id)
     times = [c.at for c in live.creates]
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert len(times) == 8 and min(gaps) >= 0.09  # 600/min: one dial per 100 ms at most
+    # 600/min: one per 100 ms over the campaign; a late runner catches up at no more than
+    # twice the pace (50 ms apart, less the jitter of the request to the fake)
+    assert len(times) == 8 and times[-1] - times[0] >= 7 * 0.1 * 0.95 and min(gaps) >= 0.03
     assert max(samples) == 2  # calls live at the fake when one more is placed: never above 2
     await assert_idle(dialing)
 

@@ -47,7 +47,11 @@ local clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local c = redis.call('HMGET', KEYS[1], 'state', 'in_flight', 'next_slot', 'max_concurrent',
                      'interval_ms', 'last_dial')
 if c[1] ~= 'running' then return {'stopped', 0} end
-if tonumber(c[2]) >= tonumber(c[4]) then return {'busy', 0} end
+if tonumber(c[2]) >= tonumber(c[4]) then
+  -- held back by max_concurrent, not late: the pace earns no catching up
+  redis.call('HSET', KEYS[1], 'next_slot', math.max(tonumber(c[3]), clock))
+  return {'busy', 0}
+end
 local score = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if not score then return {'taken', 0} end
 local now = tonumber(ARGV[3])

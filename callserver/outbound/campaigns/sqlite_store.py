@@ -339,6 +339,11 @@ class SqliteCampaignStore:
             _, in_flight, next_slot, last_dial, spec_json = campaign
             spec = json.loads(spec_json)
             if in_flight >= int(spec["max_concurrent"]):
+                # Held back by max_concurrent, not late: the pace earns no catching up.
+                conn.execute(
+                    "UPDATE campaigns SET next_slot = max(next_slot, ?) WHERE id = ?",
+                    (now, campaign_id),
+                )
                 return Claim("busy")
             found = conn.execute(
                 "SELECT status, next_at, attempts FROM campaign_rows WHERE campaign = ? AND "

@@ -48,7 +48,8 @@ def next_pace_slot(next_slot: float, now: float, interval: float) -> float:
     On time or a little late (a busy event loop, a slow disk, a GC pause: less than
     ``max(2 intervals, 1 s)``): one interval later on the pace's grid, so the rate holds
     over the campaign. Later than that (the campaign was idle or paused): start afresh
-    from now, rather than burst to make up for the idle time.
+    from now, rather than burst to make up for the idle time. Time held back by
+    ``max_concurrent`` earns nothing: a ``busy`` claim moves the slot up to now.
     """
     if now - next_slot < max(2 * interval, CATCH_UP_S):
         return next_slot + interval
