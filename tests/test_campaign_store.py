@@ -169,7 +169,7 @@ async def test_lost_runner_rows_become_unknown(store: CampaignStore) -> None:
 
 def test_the_pace_keeps_its_grid() -> None:
     """A runner that wakes late stays on the grid (the rate holds) without going above twice
-    the pace; after an idle second it starts afresh (no burst)."""
+    the pace; after two idle seconds it starts afresh (no burst)."""
     from callserver.outbound.campaigns.store import next_pace_slot, pace_wait
 
     interval = 0.1

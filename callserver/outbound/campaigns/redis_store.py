@@ -62,7 +62,7 @@ local interval = tonumber(c[5])
 local wait = math.max(slot - clock, tonumber(c[6] or '0') + interval / 2 - clock)
 if wait > 0 then return {'pace', wait} end
 local nxt = clock + interval
-if clock - slot < math.max(2 * interval, 1000) then nxt = slot + interval end
+if clock - slot < math.max(2 * interval, 2000) then nxt = slot + interval end
 local row = cjson.decode(redis.call('HGET', KEYS[2], ARGV[1]))
 row['status'] = 'dialing'
 row['attempts'] = row['attempts'] + 1

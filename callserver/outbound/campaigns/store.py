@@ -32,7 +32,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 INTERRUPTED = "the instance placing this call stopped during the attempt; not retried"
 
 
-CATCH_UP_S = 1.0
+CATCH_UP_S = 2.0
 
 
 def pace_wait(next_slot: float, last_dial: float, now: float, interval: float) -> float:
@@ -46,7 +46,7 @@ def next_pace_slot(next_slot: float, now: float, interval: float) -> float:
     """The slot of the dial after one made at ``now`` in the slot ``next_slot``.
 
     On time or a little late (a busy event loop, a slow disk, a GC pause: less than
-    ``max(2 intervals, 1 s)``): one interval later on the pace's grid, so the rate holds
+    ``max(2 intervals, 2 s)``): one interval later on the pace's grid, so the rate holds
     over the campaign. Later than that (the campaign was idle or paused): start afresh
     from now, rather than burst to make up for the idle time. Time held back by
     ``max_concurrent`` earns nothing: a ``busy`` claim moves the slot up to now.
