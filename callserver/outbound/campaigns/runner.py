@@ -228,12 +228,19 @@ class CampaignRunner:
         except RequestError as exc:  # e.g. a reload removed the graph: nothing dialed, final
             await self._finish(campaign_id, row, attempt, "failed", None, exc.message, None)
             return
+        except Exception:
+            # Not knowing whether a call went out, the row is never dialed again.
+            log.exception("campaign attempt failed", extra={"campaign_id": campaign_id})
+            await self._finish(campaign_id, row, attempt, "unknown", None, "internal error", None)
+            return
         call_id = dialed.record.call_id
         with contextlib.suppress(RegistryUnavailable):
             await store.attach_call(campaign_id, row.row, owner, call_id)
         record = await dialed.ended
         info = record.outbound or {}
-        outcome = str(info.get("outcome") or "unknown")
+        # No outcome yet: the call moved to another instance (a hand-over at shutdown) and
+        # ends there; answered, it is a completed call, else nobody can tell.
+        outcome = str(info.get("outcome") or ("completed" if info.get("answered") else "unknown"))
         if info.get("error_code") == "outbound_sip_not_enabled":
             # Refused for sure (nothing placed), and every row would be: give it back and
             # pause the campaign with the reason, once.
