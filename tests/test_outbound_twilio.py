@@ -240,3 +240,17 @@ async def test_bridge_lands_on_another_instance(
             assert b.services.manager.registry.is_local(call_id) is False
             await assert_idle(a)
             await assert_idle(b)
+
+
+async def test_answer_during_a_drain_is_taken(fake_openai: FakeOpenAI) -> None:
+    """A drain refuses new calls (503), but the answered leg of a call we placed is ours:
+    it is bridged and runs to its end like the calls the drain lets finish."""
+    async with twilio_callserver(fake_openai, drain_timeout_s=5.0) as (server, twilio):
+        twilio.script(BO, outcome="answer", ring_s=0.3, hangs_up_after=0.3)
+        response = await place(server, to=BO, graph="followup", variables={"name": "Bo"})
+        call_id = response.json()["id"]
+        server.services.manager.begin_drain()
+        late = await place(server, to="+14155550399", graph="followup", variables={"name": "X"})
+        assert late.status_code == 503 and late.json()["reason"] == "draining"
+        record = await ended(server, call_id, timeout=10)
+        assert record.outbound["outcome"] == "completed" and record.engine_ref is not None

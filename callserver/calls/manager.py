@@ -133,7 +133,11 @@ class CallManager:
         wins and a second one just finds it made.
         """
         if self.draining:
-            raise Draining()
+            # The answered leg of a call we placed is still taken: the drain lets it finish.
+            bridged = await self.outbound_intake(call) if self.outbound_intake else None
+            if bridged is None:
+                raise Draining()
+            return bridged
         if not await self.registry.claim_delivery(call.webhook_id):
             log.info("duplicate delivery ignored", extra={"call_id": call.call_id})
             self.metrics.duplicate_delivery()

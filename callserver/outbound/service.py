@@ -248,7 +248,7 @@ class OutboundService:
         except TimeoutError:
             log.error("outbound call never ended", extra={"call_id": record.call_id})
         finally:
-            watch.close()
+            await watch.close()
             self._active.discard(record.call_id)
             self._room.set()
             if not ended.done():

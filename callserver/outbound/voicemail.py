@@ -120,11 +120,14 @@ class VoicemailWatch:
         elif signal.kind == "agent_done" and self._turn is not None and signal.ref == self._turn:
             self._finish()
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """The call ended: stop listening, and stop (and await) a message still waiting."""
         if self._timer is not None:
             self._timer.cancel()
-        if self._task is not None:
-            self._task.cancel()
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     def _decide_person(self) -> None:
         if self.decided is None:
