@@ -131,6 +131,8 @@ async def test_kill_9_and_restart_never_dials_twice(fake_openai: FakeOpenAI, tmp
             assert counts[row["to"]] <= 1 and (row["to"] in before or counts[row["to"]] == 0)
         assert info["outcomes"].get("completed", 0) + len(interrupted) == ROWS
         assert sum(counts.values()) <= ROWS
+        text = log.read_text()
+        assert TRUNK["sip_trunk_password"] not in text and "sk-test-campaign" not in text
     finally:
         await kill(first)
         if second is not None:
@@ -183,6 +185,8 @@ async def test_two_instances_share_a_campaign_and_survive_a_kill(
         assert max(counts.values()) == 1, counts  # one campaign, two instances, no double dial
         assert info["outcomes"].get("completed", 0) + info["outcomes"].get("unknown", 0) == 30
         assert by_instance()["b"] > by_instance()["a"] > 0
+        for name in ("a.log", "b.log"):  # secrets stay out of the logs
+            assert TRUNK["sip_trunk_password"] not in (tmp_path / name).read_text()
     finally:
         for proc in procs:
             await kill(proc)
