@@ -35,3 +35,9 @@ async def quick_lookup(order_id: str) -> str:
     await asyncio.sleep(0.3)
     QUICK_RUNS += 1
     return f"order {order_id} shipped"
+
+
+async def long_lookup(order_id: str) -> str:
+    """Look up an order; takes over a second (long enough to hand a call over meanwhile)."""
+    await asyncio.sleep(1.2)
+    return f"order {order_id} found"

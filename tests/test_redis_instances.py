@@ -10,139 +10,23 @@ the Redis-outage test runs its own pair behind a cuttable link.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
 from twilio.request_validator import RequestValidator
 
 from callserver.testing.fake_openai import FakeOpenAI
-from callserver.testing.harness import TEST_WEBHOOK_SECRET, free_port
-from callserver.testing.process import start_serve
+from callserver.testing.harness import TEST_WEBHOOK_SECRET
 from callserver.testing.webhook_sender import incoming_call_event, send_webhook
-from tests.conftest import ROOT
 from tests.e2e import wait_for
+from tests.fleet import LEASE_S, PUBLIC, TWILIO_TOKEN, Fleet, Instance
 from tests.redis_support import TcpProxy, delete_prefix
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-LEASE_S = 1.0
-ADMIN_TOKEN = "admin-token-for-redis-tests"
-TWILIO_TOKEN = "twilio-token-for-redis-tests"
-PUBLIC = "https://calls.example.com"
-AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-class Instance:
-    """One callserver process; its log goes to a file (a pipe nobody reads would block it)."""
-
-    def __init__(self, name: str, port: int, proc: asyncio.subprocess.Process, log: Path):
-        self.name, self.port, self.proc, self.log = name, port, proc, log
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def webhook_url(self) -> str:
-        return f"{self.url}/webhooks/openai"
-
-
-class Fleet:
-    """Start, reach and stop instances; every process is ended at teardown."""
-
-    def __init__(self, fake: FakeOpenAI, redis_url: str, prefix: str, logs: Path) -> None:
-        self.fake, self.redis_url, self.prefix, self.logs = fake, redis_url, prefix, logs
-        self.instances: list[Instance] = []
-        self.http = httpx.AsyncClient(timeout=5)
-
-    def env(self, name: str, redis_url: str, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CALLSERVER_"))}
-        env.update(
-            OPENAI_API_KEY="sk-test-redis",
-            OPENAI_BASE_URL=self.fake.base_url,
-            OPENAI_WEBHOOK_SECRET=TEST_WEBHOOK_SECRET,
-            OPENAI_PROJECT_ID="proj_test123",
-            CALLSERVER_CONFIG=str(ROOT / "config" / "agents.yaml"),
-            CALLSERVER_DRAIN_TIMEOUT="1",
-            CALLSERVER_LOG_FORMAT="json",
-            CALLSERVER_ADMIN_TOKEN=ADMIN_TOKEN,
-            CALLSERVER_PUBLIC_URL=PUBLIC,
-            TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
-            REDIS_URL=redis_url,
-            CALLSERVER_REDIS_PREFIX=self.prefix,
-            CALLSERVER_REDIS_LEASE=str(LEASE_S),
-            CALLSERVER_INSTANCE_ID=name,
-        )
-        env.update(extra)
-        return env
-
-    async def start(self, count: int, *, redis_url: str | None = None, **env: str) -> None:
-        names = [chr(ord("a") + len(self.instances) + n) for n in range(count)]
-        started = await asyncio.gather(
-            *(self._start_one(name, redis_url or self.redis_url, env) for name in names)
-        )
-        self.instances.extend(started)
-        await asyncio.gather(*(self.wait_ready(i) for i in started))
-
-    async def _start_one(self, name: str, redis_url: str, env: dict[str, str]) -> Instance:
-        port = free_port()
-        log = self.logs / f"{name}.log"
-        with log.open("wb") as out:
-            proc = await start_serve(self.env(name, redis_url, **env), port, cwd=ROOT, output=out)
-        return Instance(name, port, proc, log)
-
-    async def readyz(self, instance: Instance) -> int:
-        if instance.proc.returncode is not None:
-            raise AssertionError(f"{instance.name} exited: {instance.log.read_text()[-2000:]}")
-        try:
-            return (await self.http.get(instance.url + "/readyz")).status_code
-        except httpx.HTTPError:
-            return 0
-
-    async def wait_ready(self, instance: Instance, status: int = 200, within: float = 20) -> None:
-        async def check() -> bool:
-            return await self.readyz(instance) == status
-
-        await wait_for(check, timeout=within, what=f"{instance.name} readyz {status}")
-
-    async def place_call(self, instance: Instance, **kwargs: Any) -> str:
-        call_id, response = await self.fake.send_incoming_call(
-            instance.webhook_url, TEST_WEBHOOK_SECRET, client=self.http, **kwargs
-        )
-        assert response.status_code == 200, response.text
-        await self.fake.wait_connected(call_id)
-        return call_id
-
-    async def admin(self, instance: Instance, method: str, path: str) -> httpx.Response:
-        return await self.http.request(method, instance.url + path, headers=AUTH)
-
-    async def wait_idle(self) -> None:
-        """No live call on any instance (as the shared registry sees it)."""
-        alive = [i for i in self.instances if i.proc.returncode is None]
-
-        async def idle() -> bool:
-            return (await self.admin(alive[0], "GET", "/admin/calls")).json()["calls"] == []
-
-        await wait_for(idle, what="no live calls")
-
-    async def aclose(self) -> None:
-        for instance in self.instances:
-            if instance.proc.returncode is None:
-                instance.proc.send_signal(signal.SIGTERM)
-        for instance in self.instances:
-            try:
-                await asyncio.wait_for(instance.proc.wait(), 8)
-            except TimeoutError:
-                instance.proc.kill()
-                await instance.proc.wait()
-        await self.http.aclose()
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -343,30 +227,51 @@ async def test_instance_cap_is_per_instance(fleet: Fleet) -> None:
     await fleet.wait_idle()
 
 
-async def test_killed_owner_calls_are_hung_up_by_a_survivor(fleet: Fleet) -> None:
-    """Last of the shared fleet's tests: it kills instance a."""
-    a, b, _ = fleet.instances
-    calls = [await fleet.place_call(a) for _ in range(2)]
+async def test_killed_owner_calls_are_adopted_by_a_survivor(fleet: Fleet) -> None:
+    """Last of the shared fleet's tests: it kills instance a. Its calls are adopted by one
+    survivor each and go on answering tool calls; only a call that cannot be reattached
+    (OpenAI refuses the new control connection) is hung up, as owner_lost."""
+    from callserver.testing import server_events as ev
+
+    a, b, c = fleet.instances
+    calls = [await fleet.place_call(a)]  # a takes 2 calls at most
+    refused = await fleet.place_call(a)
+    fleet.fake.fail("realtime", 403, times=100, call_id=refused)
     a.proc.kill()  # kill -9: no drain, no goodbye
     await a.proc.wait()
     started = asyncio.get_running_loop().time()
-    await wait_for(
-        lambda: all(fleet.fake.hangup_observed(c) for c in calls),
-        timeout=LEASE_S * 2 + 5,
-        what="orphans hung up",
-    )
-    elapsed = asyncio.get_running_loop().time() - started
-    assert elapsed < LEASE_S * 2 + 2, elapsed
     for call_id in calls:
+        conn = await fleet.fake.wait_connected(call_id, index=1, timeout=LEASE_S * 2 + 5)
+        await conn.send(ev.function_call_turn("get_weather", {"city": "Rome"}, call_id="fc_r"))
+        output = await conn.expect(
+            "conversation.item.create", lambda e: e["item"].get("call_id") == "fc_r"
+        )
+        assert "Rome" in output["item"]["output"]
+    elapsed = asyncio.get_running_loop().time() - started
+    assert elapsed < LEASE_S * 2 + 3, elapsed
+    for call_id in calls:
+        record = (await fleet.admin(b, "GET", f"/admin/calls/{call_id}")).json()
+        assert record["state"] == "active", record
+        assert not fleet.fake.hangup_observed(call_id)
+    owners = {
+        (await fleet.admin(i, "GET", "/admin/calls")).json()["calls"][0]["call_id"]
+        for i in (b, c)
+        if (await fleet.admin(i, "GET", "/admin/calls")).json()["calls"]
+    }
+    assert owners  # listed by the survivors
 
-        async def recorded(call_id: str = call_id) -> bool:
-            # the survivor writes the record right after OpenAI answered its hangup
-            record = (await fleet.admin(b, "GET", f"/admin/calls/{call_id}")).json()
-            return (record["state"], record["end_reason"]) == ("ended", "owner_lost")
+    async def recorded() -> bool:
+        record = (await fleet.admin(b, "GET", f"/admin/calls/{refused}")).json()
+        return (record["state"], record["end_reason"]) == ("ended", "owner_lost")
 
-        await wait_for(recorded, what="orphan recorded as owner_lost")
-        assert len(fleet.fake.requests_for(call_id, "hangup")) == 1
-    assert (await fleet.admin(b, "GET", "/admin/calls")).json()["calls"] == []
+    await wait_for(recorded, timeout=10, what="unattachable orphan recorded as owner_lost")
+    assert len(fleet.fake.requests_for(refused, "hangup")) == 1
+    for call_id in calls:
+        await fleet.fake.caller_hangs_up(call_id)
+    await fleet.wait_idle()
+    for call_id in calls:
+        assert not fleet.fake.hangup_observed(call_id)
+        assert len(fleet.fake.requests_for(call_id, "accept")) == 1
 
 
 async def test_redis_outage_keeps_calls_and_recovers(

@@ -247,6 +247,9 @@ class CallManager:
         record.transition(CallState.ACTIVE)
         self.metrics.accept_latency(time.monotonic() - record.created_mono)
         self.metrics.call_started(graph.name, record.call_id)
+        # Shared at once (not at the next lease renewal): if this instance dies now, a
+        # survivor knows the call's graph and version and can carry it on.
+        await self.registry.put(record)
         log.info(
             "call accepted",
             extra={

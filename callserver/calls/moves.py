@@ -280,9 +280,17 @@ class CallMoves:
         sweep then hangs it up)."""
         record = await self._registry.get(call_id)
         if record is None or self._manager.draining:
+            log.warning("orphan not adopted: no record, or draining", extra={"call_id": call_id})
             return False
         graph = await self._graph_for(record.graph, record.config_hash)
-        if graph is None or not await self._registry.moves.take_orphan(call_id):
+        if graph is None:
+            log.warning(
+                "orphan not adopted: its graph version is unavailable here",
+                extra={"call_id": call_id},
+            )
+            return False
+        if not await self._registry.moves.take_orphan(call_id):
+            log.warning("orphan not adopted: already taken", extra={"call_id": call_id})
             return False
         record.state = CallState.ACTIVE
         record.end_reason = None
@@ -294,5 +302,6 @@ class CallMoves:
             self._manager.metrics.call_moved(record.graph, call_id, arrived=True)
             log.warning("adopted a call whose instance died", extra={"call_id": call_id})
             return True
+        log.warning("orphan not adopted: attach failed: %s", error, extra={"call_id": call_id})
         await self._registry.forget(call_id)
         return False

@@ -212,7 +212,10 @@ class FakeOpenAI:
         """Send server events to every open control websocket of a call, as the service
         does when several are attached."""
         for conn in [c for c in self.connections.get(call_id, []) if not c.closed.is_set()]:
-            await conn.send(events)
+            try:
+                await conn.send(events)
+            except (ConnectionError, RuntimeError, OSError, TimeoutError):
+                pass  # closing meanwhile: it will not see these, as on the service
 
     async def caller_hangs_up(self, call_id: str, *, clean: bool = False) -> None:
         """The caller hangs up: the call ends and the websocket drops (1006 unless ``clean``)."""

@@ -83,8 +83,11 @@ class FakeConnection:
             if self.closed.is_set():
                 raise ConnectionError(f"websocket of call {self.call_id} is closed")
             self._track(event)
-            async with self._send_lock:
-                await asyncio.wait_for(self._ws.send_text(json.dumps(event)), CLOSE_TIMEOUT)
+            try:
+                async with self._send_lock:
+                    await asyncio.wait_for(self._ws.send_text(json.dumps(event)), CLOSE_TIMEOUT)
+            except WebSocketDisconnect as exc:
+                raise ConnectionError(f"websocket of call {self.call_id} is closing") from exc
             self.sent.append(event)
 
     async def expect(
@@ -126,7 +129,7 @@ class FakeConnection:
             try:
                 async with self._send_lock:
                     await asyncio.wait_for(self._ws.close(code=code, reason=reason), CLOSE_TIMEOUT)
-            except (RuntimeError, OSError, TimeoutError):
+            except (RuntimeError, OSError, TimeoutError, WebSocketDisconnect):
                 pass  # already closing or gone: the outcome is the same
         if not await self._wait_closed(CLOSE_TIMEOUT):
             self._dropped = True  # the peer never answered the close frame: cut it

@@ -57,8 +57,11 @@ class FakeSideband:
         ``FakeLive.broadcast`` so that replay and fan-out see it)."""
         if self.closed.is_set():
             raise ConnectionError(f"sideband of {self.session_id} is closed")
-        async with self._send_lock:
-            await asyncio.wait_for(self._ws.send_text(json.dumps(event)), CLOSE_TIMEOUT)
+        try:
+            async with self._send_lock:
+                await asyncio.wait_for(self._ws.send_text(json.dumps(event)), CLOSE_TIMEOUT)
+        except WebSocketDisconnect as exc:
+            raise ConnectionError(f"sideband of {self.session_id} is closing") from exc
         self.sent.append(event)
 
     async def expect(
