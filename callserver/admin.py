@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from callserver.calls.outbound import view as outbound_view
 from callserver.calls.records import CallRecord, CallState
 from callserver.engines.errors import ControlError
 
@@ -37,6 +38,10 @@ def _authorized(request: Request) -> JSONResponse | None:
     if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), expected):
         return _error(401, "missing or wrong admin token")
     return None
+
+
+require_admin = _authorized
+"""For the other admin route modules (outbound calls, campaigns)."""
 
 
 def _view(record: CallRecord) -> dict[str, object]:
@@ -67,6 +72,8 @@ async def show_call(request: Request) -> JSONResponse:
     record = await request.app.state.services.manager.registry.get(request.path_params["call_id"])
     if record is None:
         return _error(404, "no such call")
+    if record.outbound is not None:  # an outbound call: its progress and outcome first
+        return JSONResponse({**outbound_view(record), **record.summary()})
     return JSONResponse(record.summary())
 
 

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from callserver import admin
+from callserver import admin, admin_calls, admin_campaigns
 from callserver.calls.config_store import ConfigStore
 from callserver.calls.manager import CallManager, Draining
 from callserver.calls.moves import CallMoves
@@ -29,11 +29,14 @@ from callserver.engines.registry import build_engines
 from callserver.engines.rest import DeadlineRest
 from callserver.graph import Config
 from callserver.metrics import Metrics
+from callserver.outbound.service import OutboundService
+from callserver.outbound.setup import build_campaigns, build_outbound
 from callserver.records.analysis_queue import AnalysisQueue
 from callserver.records.cassette import make_recorder_factory
 from callserver.records.outbox import Outbox
 from callserver.records.post_call_service import start_post_call
 from callserver.settings import Settings
+from callserver.twilio_outbound_routes import outbound_answer, outbound_status
 from callserver.twilio_routes import (
     TwilioService,
     build_twilio,
@@ -63,6 +66,8 @@ class Services:
     """Post-call analyses (with the outbox; None without post-call receivers)."""
     twilio: TwilioService | None = None
     """The Twilio number integration; None when TWILIO_AUTH_TOKEN is unset."""
+    outbound: OutboundService | None = None
+    """Outbound calls (dialers, campaigns)."""
 
 
 def build_verifier(settings: Settings) -> SignatureVerifier | None:
@@ -143,6 +148,10 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             )
             await coordinator.start()
         twilio = build_twilio(settings, manager, holder)
+        redis = getattr(registry, "client", None)
+        outbound = build_outbound(settings, manager, holder, rest, redis=redis)
+        campaigns = outbound.campaigns = build_campaigns(settings, outbound, redis=redis)
+        await campaigns.runner.start()
         post_call = await start_post_call(settings, metrics, holder, manager.end_listeners)
         app.state.services = Services(
             settings,
@@ -153,6 +162,7 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             outbox=post_call.outbox if post_call is not None else None,
             analysis=post_call.analysis if post_call is not None else None,
             twilio=twilio,
+            outbound=outbound,
         )
         log.info(
             "callserver ready",
@@ -161,7 +171,10 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
         try:
             yield
         finally:
+            campaigns.runner.stop_dialing()  # no new calls while calls drain
             await manager.drain(settings.drain_timeout_s)
+            await campaigns.runner.aclose()
+            await outbound.aclose()
             if mover is not None:
                 await mover.aclose()
             if coordinator is not None:  # after the drain: routed ends and leases still work
@@ -179,10 +192,14 @@ def create_app(settings: Settings, config: ConfigHolder | None = None) -> Starle
             Route("/twilio/voice", twilio_voice, methods=["GET", "POST"]),
             Route("/twilio/status", twilio_status, methods=["GET", "POST"]),
             Route("/twilio/dial-action", twilio_dial_action, methods=["POST"]),
+            Route("/twilio/outbound/answer", outbound_answer, methods=["POST"]),
+            Route("/twilio/outbound/status", outbound_status, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             *admin.ROUTES,
+            *admin_calls.ROUTES,
+            *admin_campaigns.ROUTES,
         ],
         lifespan=lifespan,
     )

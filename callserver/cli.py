@@ -1,4 +1,4 @@
-"""``callserver`` command line: serve, check, schema (and the offline demo).
+"""``callserver`` command line: serve, check, schema, call, campaign (and the offline demo).
 
 Thin by design: parse arguments, call into the package, map results to exit codes.
 """
@@ -10,6 +10,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from callserver.outbound_cli import add_commands as add_outbound_commands
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -129,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--execute-all", action="store_true", help="run every tool for real")
     replay.set_defaults(func=_cmd_replay)
+
+    add_outbound_commands(sub)
     return parser
 
 

@@ -132,12 +132,26 @@ class _BoundedLabel:
         return OTHER
 
 
+OUTBOUND_OUTCOMES = {
+    "completed": "completed",
+    "voicemail": "completed",
+    "busy": "unanswered",
+    "no_answer": "unanswered",
+    "rejected": "rejected",
+    "failed": "failed",
+    "unknown": "failed",
+}
+"""An outbound call's outcome -> the coarse outcome (``unanswered``: nobody picked up)."""
+
+
 def call_outcome(record: CallRecord) -> str:
     """Coarse result of a call, for dashboards: completed, rejected, abandoned or failed.
 
     ``abandoned`` = the caller hung up before we answered; ``failed`` = we could not answer
     or the session broke. Transfers count as completed (the end reason tells them apart).
     """
+    if record.outbound is not None:
+        return OUTBOUND_OUTCOMES.get(str(record.outbound.get("outcome")), "failed")
     reason = record.end_reason or ""
     if reason.startswith("rejected"):
         return "rejected"
@@ -314,6 +328,13 @@ class Metrics:
             "Responses API requests of post-call analyses that were retried.",
             registry=r,
         )
+        self._outbound = Counter(
+            "callserver_outbound_calls_total",
+            "Outbound calls finalised, by dialer and outcome.",
+            ["dialer", "outcome"],
+            registry=r,
+        )
+        self._outbound_label = _BoundedLabel((*OUTBOUND_OUTCOMES, "live", "twilio"), open_slots=0)
         self._draining.set(0)
 
     # ---- label sets that follow the config --------------------------------------------------
@@ -409,6 +430,11 @@ class Metrics:
             graph, call_outcome(record), self._end_reason(record.end_reason)
         ).inc()
         self._call_duration.labels(graph).observe(max(record.duration_s(), 0.0))
+        if record.outbound is not None:
+            self._outbound.labels(
+                self._outbound_label(str(record.outbound.get("dialer"))),
+                self._outbound_label(str(record.outbound.get("outcome"))),
+            ).inc()
         if cleanup_s is not None:
             self._cleanup.observe(max(cleanup_s, 0.0))
         if not include_details:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _KEY_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
+_E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 class SettingsError(ValueError):
@@ -100,6 +101,46 @@ class Settings(BaseModel):
     """Name of this instance in the shared registry; default host:pid."""
     log_level: str = "INFO"
     log_format: str = "json"
+    # ---- outbound calls (callserver/outbound) ----
+    sip_trunk_url: str | None = None
+    """GPT-Live dialer: the trunk GPT-Live sends outbound INVITEs to (``sips:host[:port]``)."""
+    sip_trunk_username: str | None = None
+    sip_trunk_password: SecretStr | None = None
+    caller_number: str | None = None
+    """E.164 number outbound calls come from (a graph's ``outbound.caller_number`` wins)."""
+    twilio_account_sid: str | None = None
+    """Twilio dialer: the account whose Calls API places calls (with TWILIO_AUTH_TOKEN)."""
+    twilio_from: str | None = None
+    """Twilio dialer: the Twilio number (E.164) calls come from."""
+    twilio_api_url: str = "https://api.twilio.com"
+    twilio_machine_detection: bool = False
+    """Ask Twilio's answering-machine detection on calls it dials (graphs may override)."""
+    outbound_signing_key: SecretStr | None = None
+    """Signs the correlation header that ties a Twilio-bridged SIP leg to its outbound call."""
+    outbound_create_timeout_s: Annotated[float, Field(gt=0)] = 20.0
+    """One outbound create request (GPT-Live, Twilio) may take this long; never retried."""
+    inbound_share: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    """Share of the call cap kept for incoming calls: outbound calls never take it."""
+    campaign_db_path: Path = Path("callserver-campaigns.sqlite3")
+    """Campaign state without REDIS_URL (with it, campaigns live in Redis)."""
+    dnc_path: Path | None = None
+    """A do-not-call list (one number per line) applied to every outbound call."""
+    campaign_poll_s: Annotated[float, Field(gt=0)] = 1.0
+    """How often an idle campaign runner looks for due rows and other instances' changes."""
+
+    @field_validator("caller_number", "twilio_from")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        if value is not None and not _E164_RE.match(value):
+            raise ValueError("must be an E.164 number such as +14155550100")
+        return value
+
+    @field_validator("twilio_api_url")
+    @classmethod
+    def _api_url_scheme(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
 
     @field_validator("recording_redact_fields", "redact_transcript", mode="before")
     @classmethod
@@ -189,6 +230,20 @@ class Settings(BaseModel):
             "instance_id": "CALLSERVER_INSTANCE_ID",
             "log_level": "CALLSERVER_LOG_LEVEL",
             "log_format": "CALLSERVER_LOG_FORMAT",
+            "sip_trunk_url": "CALLSERVER_SIP_TRUNK_URL",
+            "sip_trunk_username": "CALLSERVER_SIP_TRUNK_USERNAME",
+            "sip_trunk_password": "CALLSERVER_SIP_TRUNK_PASSWORD",
+            "caller_number": "CALLSERVER_CALLER_NUMBER",
+            "twilio_account_sid": "TWILIO_ACCOUNT_SID",
+            "twilio_from": "CALLSERVER_TWILIO_FROM",
+            "twilio_api_url": "CALLSERVER_TWILIO_API_URL",
+            "twilio_machine_detection": "CALLSERVER_TWILIO_MACHINE_DETECTION",
+            "outbound_signing_key": "CALLSERVER_OUTBOUND_SIGNING_KEY",
+            "outbound_create_timeout_s": "CALLSERVER_OUTBOUND_CREATE_TIMEOUT",
+            "inbound_share": "CALLSERVER_INBOUND_SHARE",
+            "campaign_db_path": "CALLSERVER_CAMPAIGN_DB",
+            "dnc_path": "CALLSERVER_DNC_FILE",
+            "campaign_poll_s": "CALLSERVER_CAMPAIGN_POLL",
         }
         values: dict[str, object] = {}
         for field, var in mapping.items():

@@ -86,7 +86,7 @@ agents:
         "unknown placeholder",
         BASE.replace("Hello.", "|\n      Hi.\n      Your number is {{ caler }}."),
         "g.yaml:6 agents.front.instructions: unknown placeholder {{ caler }} (did you mean "
-        "'caller'?) (known: caller, dialed, now, call_id, graph, header.<Name>)",
+        "'caller'?) (known: caller, dialed, now, call_id, graph, header.<Name>, var.<NAME>)",
     ),
     (
         "unknown tool",

@@ -17,7 +17,7 @@ CONFIG = Path(__file__).resolve().parent.parent / "config"
 
 def test_config_dir_loads_with_no_env() -> None:
     cfg = load_config(CONFIG, env={})
-    assert set(cfg.graphs) == {"frontdesk", "frontdesk_live", "orders", "reception"}
+    assert set(cfg.graphs) == {"frontdesk", "frontdesk_live", "orders", "reception", "reminders"}
     assert cfg.routes.default_graph == "frontdesk"
     assert any("ORDERS_API_TOKEN" in w for w in cfg.warnings)
 

@@ -17,11 +17,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from callserver.calls import outbound as outbound_calls
 from callserver.calls.handle import CallHandle
+from callserver.calls.outbound import DialFailed, OutboundPlan, OutboundRefused
 from callserver.calls.recordings import CallRecordings
 from callserver.calls.records import CallRecord, CallState
 from callserver.calls.registry import CallRegistry, RegistryUnavailable
-from callserver.calls.session import NOT_ATTACHED, CallSession
+from callserver.calls.session import NOT_ATTACHED, CallSession, SignalListener
 from callserver.engines.base import Engine, PostCallJob, Takeover
 from callserver.engines.errors import CallGone, ControlError, DecidedElsewhere
 from callserver.graph.context import CallInfo, CallToolContext
@@ -71,6 +73,9 @@ class _Routed:
 EndListener = Callable[[CallRecord], None]
 PreCheck = Callable[[IncomingCall], Awaitable[int | None]]
 """Runs before a call is admitted; returns a SIP code to reject it with, or None."""
+OutboundIntake = Callable[[IncomingCall], Awaitable[str | None]]
+"""Looks at every incoming call first: the outcome (e.g. ``bridged``) when it is the bridged
+leg of one of our outbound calls (or a forged one, refused), None for an ordinary call."""
 
 
 class CallManager:
@@ -109,6 +114,9 @@ class CallManager:
         """Set when calls are shared with other instances (Redis): routes ends to owners."""
         self.mover: CallMoves | None = None
         """Set with Redis: hands live calls to a peer at shutdown, adopts orphans."""
+        self.outbound_intake: OutboundIntake | None = None
+        """Set by the outbound layer: bridged legs of outbound calls (Twilio) go there."""
+        self._plans: dict[str, OutboundPlan] = {}
 
     # ---- intake ---------------------------------------------------------------------------
 
@@ -125,11 +133,19 @@ class CallManager:
         wins and a second one just finds it made.
         """
         if self.draining:
-            raise Draining()
+            # The answered leg of a call we placed is still taken: the drain lets it finish.
+            bridged = await self.outbound_intake(call) if self.outbound_intake else None
+            if bridged is None:
+                raise Draining()
+            return bridged
         if not await self.registry.claim_delivery(call.webhook_id):
             log.info("duplicate delivery ignored", extra={"call_id": call.call_id})
             self.metrics.duplicate_delivery()
             return "duplicate"
+        if self.outbound_intake is not None:
+            bridged = await self.outbound_intake(call)
+            if bridged is not None:
+                return bridged
         config = self._config.current
         info = self._routing_info(call)
         route = config.route(info)
@@ -225,23 +241,9 @@ class CallManager:
 
         handle = self._make_handle(record.call_id)
         context = CallToolContext(call=info, graph=graph.name, controls=handle)
-        record.transition(CallState.ACCEPTING)
-        body = await engine.accept_body(built, context)
-        record.accept_sent_mono = time.monotonic()
-        try:
-            await engine.control.accept(record.call_id, body, deadline=deadline)
-        except CallGone:
-            log.info("caller gone before accept", extra={"call_id": record.call_id})
-            return "caller_gone", False
-        except DecidedElsewhere:
-            log.warning(
-                "call decided elsewhere (another accept or reject won)",
-                extra={"call_id": record.call_id},
-            )
-            return "decided_elsewhere", False
-        except ControlError as exc:
-            log.error("accept failed: %s", exc.detail, extra={"call_id": record.call_id})
-            return "accept_failed", False
+        refused = await self._accept(record, engine, built, context, deadline)
+        if refused is not None:
+            return refused
         record.transition(CallState.ACTIVE)
         self.metrics.accept_latency(time.monotonic() - record.created_mono)
         self.metrics.call_started(graph.name, record.call_id)
@@ -269,6 +271,154 @@ class CallManager:
         self._handles[call_id] = handle
         return handle
 
+    async def _accept(
+        self,
+        record: CallRecord,
+        engine: Engine,
+        built: BuiltGraph,
+        context: CallToolContext,
+        deadline: float,
+    ) -> tuple[str, bool] | None:
+        """Accept the ringing call; None once accepted, else (end reason, hang up)."""
+        record.transition(CallState.ACCEPTING)
+        body = await engine.accept_body(built, context)
+        record.accept_sent_mono = time.monotonic()
+        try:
+            await engine.control.accept(record.engine_id, body, deadline=deadline)
+        except CallGone:
+            log.info("caller gone before accept", extra={"call_id": record.call_id})
+            return "caller_gone", False
+        except DecidedElsewhere:
+            log.warning(
+                "call decided elsewhere (another accept or reject won)",
+                extra={"call_id": record.call_id},
+            )
+            return "decided_elsewhere", False
+        except ControlError as exc:
+            log.error("accept failed: %s", exc.detail, extra={"call_id": record.call_id})
+            return "accept_failed", False
+        return None
+
+    # ---- outbound calls ---------------------------------------------------------------------
+
+    async def start_outbound(self, plan: OutboundPlan) -> CallRecord:
+        """Admit and start a call a dialer places (the entry point for outbound calls).
+
+        Admission happens here, before anything is dialed: raises :class:`OutboundRefused`
+        (``draining``, ``capacity``, ``registry``) and then nothing was placed. Otherwise the
+        call task places the call (``plan.placed`` is set once the dialer's request was
+        answered) and runs it like any call, to the one end path.
+        """
+        record = plan.record
+        if self.draining:
+            raise OutboundRefused("draining")
+        graph = plan.graph
+        try:
+            admitted = await self.registry.acquire_slot(
+                record.call_id, graph.name, graph.limits.max_concurrent
+            )
+        except RegistryUnavailable:
+            raise OutboundRefused("registry") from None
+        if not admitted:
+            self.metrics.admission_rejected("outbound_capacity")
+            raise OutboundRefused("capacity")
+        record.graph = graph.name
+        record.config_hash = plan.config_hash
+        self._plans[record.call_id] = plan
+        await self.registry.put(record)
+        self._ended[record.call_id] = asyncio.Event()
+        self._tasks[record.call_id] = asyncio.create_task(
+            self._outbound_task(plan), name=f"call:{record.call_id}"
+        )
+        return record
+
+    async def _outbound_task(self, plan: OutboundPlan) -> None:
+        record = plan.record
+        bind_call(call_id=record.call_id, graph=plan.graph.name)
+        try:
+            reason, hangup = await self._outbound_lifecycle(plan)
+        except asyncio.CancelledError:
+            raise  # an external end() owns finalisation
+        except Exception:
+            log.exception("outbound call task failed", extra={"call_id": record.call_id})
+            reason, hangup = "internal_error", True
+        if record.transfer_target is not None:
+            reason, hangup = "transferred", False
+        await self.end(record.call_id, reason, hangup=hangup)
+
+    async def _outbound_lifecycle(self, plan: OutboundPlan) -> tuple[str, bool]:
+        """Place, (Twilio: wait for the bridged leg and accept it), attach, run."""
+        record = plan.record
+        engine = self._engines[record.engine]
+        built = plan.graph.build(plan.info)
+        handle = self._make_handle(record.call_id)
+        context = CallToolContext(call=plan.info, graph=plan.graph.name, controls=handle)
+        progress = outbound_calls.Progress(
+            record,
+            end=lambda call_id, reason, hangup: self.spawn_end(call_id, reason, hangup),
+            ring_timeout_s=plan.ring_timeout_s,
+            on_answered=plan.on_answered,
+        )
+        try:
+            try:
+                placement = await plan.dialer.place(record, built, context)
+            except DialFailed as exc:
+                assert record.outbound is not None
+                record.outbound["outcome"] = exc.outcome
+                record.outbound["error"] = exc.detail[:300]
+                return exc.outcome, False
+            finally:
+                plan.placed.set()
+            if placement.bridge is not None:
+                try:
+                    call = await placement.bridge()
+                except DialFailed as exc:
+                    assert record.outbound is not None
+                    record.outbound["outcome"] = exc.outcome
+                    record.outbound["error"] = exc.detail[:300]
+                    return exc.outcome, True
+                record.engine_ref = call.call_id
+                record.twilio_call_sid = record.twilio_call_sid or call.twilio_call_sid
+                progress.answered()
+                deadline = time.monotonic() + self._settings.ring_deadline_s
+                refused = await self._accept(record, engine, built, context, deadline)
+                if refused is not None:
+                    return refused[0], True  # the callee answered: hang up their leg
+            else:
+                record.engine_ref = placement.engine_ref
+                record.transition(CallState.ACCEPTING)
+            record.transition(CallState.ACTIVE)
+            self.metrics.call_started(plan.graph.name, record.call_id)
+            log.info(
+                "outbound call placed",
+                extra={
+                    "call_id": record.call_id,
+                    "graph": plan.graph.name,
+                    "engine": engine.name,
+                    "dialer": plan.dialer.name,
+                },
+            )
+            listeners = [progress.on_signal, *plan.listeners]
+            session = self._new_session(
+                record, built, context, handle, engine, NULL_RECORDER, listeners=listeners
+            )
+            return await self._run_session(record, built, session)
+        finally:
+            progress.close()
+
+    async def _cancel_dial(self, record: CallRecord) -> None:
+        plan = self._plans.get(record.call_id)
+        if plan is None:
+            return
+        try:
+            await plan.dialer.cancel(record)
+        except Exception as exc:
+            log.warning(
+                "cancelling the outbound leg failed: %s",
+                type(exc).__name__,
+                extra={"call_id": record.call_id},
+            )
+
     def _new_session(
         self,
         record: CallRecord,
@@ -278,13 +428,14 @@ class CallManager:
         engine: Engine,
         recorder: CallRecorder,
         takeover: Takeover | None = None,
+        listeners: list[SignalListener] | None = None,
     ) -> CallSession:
         session = CallSession(
             record=record,
             built=built,
             context=context,
             engine=engine,
-            listeners=[handle.on_signal],
+            listeners=[handle.on_signal, *(listeners or ())],
             metrics=self.metrics,
             recorder=recorder,
             on_idle=lambda: self.spawn_end(record.call_id, "idle_timeout", True),
@@ -414,6 +565,9 @@ class CallManager:
         if handle is not None:
             handle.close()
         self._sessions.pop(call_id, None)
+        plan = self._plans.pop(call_id, None)
+        if plan is not None:
+            plan.placed.set()
         event = self._ended.pop(call_id, None)
         if event is not None:
             event.set()
@@ -456,7 +610,7 @@ class CallManager:
         self, record: CallRecord, code: int, deadline: float, reason: str
     ) -> tuple[str, bool]:
         try:
-            await self._engine(record).control.reject(record.call_id, code, deadline=deadline)
+            await self._engine(record).control.reject(record.engine_id, code, deadline=deadline)
         except CallGone:
             return "caller_gone", False
         except DecidedElsewhere:
@@ -509,6 +663,8 @@ class CallManager:
                 # An accept may have landed while we cancelled it: make sure no caller is
                 # left connected to nobody.
                 await self._hangup(record)
+            elif hangup and previous is CallState.INCOMING and record.direction == "outbound":
+                await self._cancel_dial(record)  # ours, still ringing: cancel the leg
             elif hangup and previous is CallState.INCOMING:
                 # Still ringing: decline it rather than leave it ringing until a timeout.
                 await self._reject_quietly(record)
@@ -518,7 +674,7 @@ class CallManager:
     async def _reject_quietly(self, record: CallRecord) -> None:
         try:
             await self._engine(record).control.reject(
-                record.call_id, SIP_DECLINE, deadline=time.monotonic() + HANGUP_TIMEOUT_S
+                record.engine_id, SIP_DECLINE, deadline=time.monotonic() + HANGUP_TIMEOUT_S
             )
         except ControlError as exc:
             log.info(
@@ -528,7 +684,7 @@ class CallManager:
     async def _hangup(self, record: CallRecord) -> None:
         try:
             await self._engine(record).control.hangup(
-                record.call_id, deadline=time.monotonic() + HANGUP_TIMEOUT_S
+                record.engine_id, deadline=time.monotonic() + HANGUP_TIMEOUT_S
             )
         except ControlError as exc:
             log.error("hangup failed: %s", exc.detail, extra={"call_id": record.call_id})
@@ -540,7 +696,8 @@ class CallManager:
         engine = self._engines.get(record.engine if record else "realtime")
         if engine is None:
             raise ControlError("hangup", None, f"no {record.engine if record else '?'} engine")
-        await engine.control.hangup(call_id, deadline=time.monotonic() + HANGUP_TIMEOUT_S)
+        engine_id = record.engine_id if record is not None else call_id
+        await engine.control.hangup(engine_id, deadline=time.monotonic() + HANGUP_TIMEOUT_S)
 
     async def _finalize(self, record: CallRecord) -> None:
         call_id = record.call_id
@@ -558,6 +715,10 @@ class CallManager:
                 tool_call.outcome = "cancelled"
                 tool_call.duration_s = now - tool_call.started_at
                 self.metrics.tool_finished(tool_call.name, "cancelled", tool_call.duration_s)
+        plan = self._plans.pop(call_id, None)
+        if plan is not None:
+            plan.placed.set()
+        outbound_calls.settle(record)
         record.transition(CallState.ENDED)
         try:
             await self.registry.release_slot(call_id)
@@ -606,7 +767,7 @@ class CallManager:
             raise LookupError(call_id)
         engine = self._engine(record)
         await engine.control.refer(
-            call_id, target_uri, deadline=time.monotonic() + HANGUP_TIMEOUT_S
+            record.engine_id, target_uri, deadline=time.monotonic() + HANGUP_TIMEOUT_S
         )
         record.transfer_target = target_uri
         if engine.refer_settle_s <= 0:

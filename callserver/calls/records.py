@@ -96,6 +96,21 @@ class CallRecord:
     with its result or failed with its error (``records/analysis_queue.py``)."""
     transcript: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """Turns as transcribed: {role: caller|agent, agent, text, at (s since start), item_id}."""
+    direction: str = "inbound"
+    """``inbound`` (someone called us) or ``outbound`` (a dialer placed the call)."""
+    engine_ref: str | None = None
+    """The engine's own id for the call when it is not ``call_id``: an outbound call is
+    known by its attempt id (``out_...``) from before the engine has one (the GPT-Live
+    session id, or the Realtime call id of a Twilio-bridged call)."""
+    outbound: dict[str, Any] | None = None
+    """Outbound calls: ``to``, ``from``, ``dialer``, ``state`` (dialing, ringing, answered,
+    ended), ``outcome`` (completed, busy, no_answer, failed, voicemail, rejected, unknown),
+    ``answered_by``, ``campaign_id``, ``row``, ``attempt``, ``error``, ``twilio_call_sid``."""
+
+    @property
+    def engine_id(self) -> str:
+        """The id call control and the control connection use."""
+        return self.engine_ref or self.call_id
 
     def transition(self, new: CallState) -> None:
         if new not in _ALLOWED[self.state]:
@@ -150,4 +165,7 @@ class CallRecord:
             "transfer_target": self.transfer_target,
             "recording": dict(self.recording) if self.recording else None,
             "analysis": dict(self.analysis) if self.analysis else None,
+            "direction": self.direction,
+            "engine_call_id": self.engine_id,
+            "outbound": dict(self.outbound) if self.outbound else None,
         }

@@ -71,7 +71,7 @@ class CallSession:
         tap = None if recorder is NULL_RECORDER else recorder.record
         self._takeover = takeover
         self._engine_call: EngineCall = engine.attach(
-            record.call_id, built, tap, self.on_control, takeover
+            record.engine_id, built, tap, self.on_control, takeover
         )
         self.attached = asyncio.Event()
         """Set once the session is attached to the call, or failed to (``attach_error``)."""

@@ -46,6 +46,10 @@ def _error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
     return (code if isinstance(code, str) else None), (str(message) if message else None)
 
 
+error_fields = _error_fields
+"""(code, message) of an OpenAI error envelope: for engines' requests outside ``post``."""
+
+
 class DeadlineRest:
     """An ``httpx.AsyncClient`` on the OpenAI base URL plus the retry policy; one per process,
     shared by the engines' control clients."""

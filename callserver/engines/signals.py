@@ -20,6 +20,7 @@ SignalKind = Literal[
     "dtmf",
     "usage",
     "error",
+    "call_progress",
 ]
 
 
@@ -34,6 +35,8 @@ class Signal:
     - ``dtmf``: the caller pressed ``text`` (one key, unvalidated: the keypad checks it).
     - ``usage``: ``usage`` values; ``cumulative`` ones replace the record's, others add up.
     - ``error``: the engine reported an error; ``text`` is its code (may be None).
+    - ``call_progress``: an outbound call's leg changed: ``text`` is ``ringing``,
+      ``answered`` or ``failed``; for ``failed``, ``ref`` is the engine's failure code.
     """
 
     kind: SignalKind

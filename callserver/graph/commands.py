@@ -13,6 +13,7 @@ from callserver.graph.analysis_schema import post_call_lines
 from callserver.graph.errors import ConfigError
 from callserver.graph.graph_models import GraphFile
 from callserver.graph.loader import load_config
+from callserver.graph.outbound_models import VariableSpec
 from callserver.graph.route_models import RoutesFile
 from callserver.graph.spec import Config, GraphSpec
 
@@ -91,12 +92,29 @@ def _graph_lines(graph: GraphSpec, webhook_event: str | None) -> list[str]:
         out.append(f"  agent {key} ({plan.name!r}): tools [{tools}], guardrails [{guards}]")
         for target, _ in plan.handoffs:
             out.append(f"    handoff {key} -> {target}")
+    if graph.variables:
+        declared = [f"{name} ({_need(v)})" for name, v in graph.variables.items()]
+        out.append(f"  variables: {', '.join(declared)}")
+    if graph.outbound is not None:
+        o = graph.outbound
+        dialer = o.dialer or ("live" if graph.engine == "live" else "twilio")
+        caller = o.caller_number or "(CALLSERVER_CALLER_NUMBER)"
+        out.append(
+            f"  outbound: dialer {dialer}, caller {caller}, on_voicemail {o.on_voicemail}, "
+            f"detection {o.voicemail_detection:g}s, ring {o.ring_timeout:g}s"
+        )
     dtmf = graph.dtmf
     if dtmf.enabled:
         keys = ", ".join(f"{k} {a.kind} {a.value}".rstrip() for k, a in dtmf.keys.items())
         out.append(f"  dtmf: [{keys or '-'}], unmatched {dtmf.unmatched}")
     out.extend(post_call_lines(graph.post_call))
     return out
+
+
+def _need(variable: VariableSpec) -> str:
+    if variable.needed:
+        return "required"
+    return f"default {variable.default!r}" if variable.default else "optional"
 
 
 def json_schema() -> dict[str, Any]:

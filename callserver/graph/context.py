@@ -9,17 +9,18 @@ the call only through that protocol.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CallInfo:
-    """The facts of one incoming call that routing and placeholders may use.
+    """The facts of one call that routing and placeholders may use.
 
-    All values come from SIP headers and are untrusted: they may be used for matching and
-    for filling instruction placeholders, never as code, paths or URLs.
+    All values come from SIP headers (or an outbound call's request) and are untrusted: they
+    may be used for matching and for filling instruction placeholders, never as code, paths
+    or URLs.
     """
 
     call_id: str
@@ -30,6 +31,8 @@ class CallInfo:
     sip_headers: Sequence[tuple[str, str]] = ()
     """Every SIP header as delivered: order and repeats kept."""
     received_at: datetime = dataclasses.field(default_factory=lambda: datetime.now(UTC))
+    variables: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Values an outbound call was placed with (``{{ var.NAME }}``); empty for incoming."""
 
     def header(self, name: str) -> str | None:
         """First value of a SIP header, matched case-insensitively."""

@@ -14,6 +14,7 @@ from callserver.graph.analysis_models import AnalysisSpec, RedactEntry
 from callserver.graph.dtmf_models import DtmfSpec
 from callserver.graph.fields import NAME_PATTERN, Strict, Voice
 from callserver.graph.live_models import LiveSettings
+from callserver.graph.outbound_models import VARIABLE_PATTERN, OutboundSettings, Variable
 from callserver.graph.session_models import LimitsSpec, SessionSettings
 from callserver.graph.tool_models import GuardrailSpec, ToolSpec
 
@@ -95,4 +96,11 @@ class GraphFile(Strict):
         default_factory=list,
         description="hidden in transcripts sent out (events, analysis): card, phone, email, "
         "or {pattern, label}",
+    )
+    variables: dict[Annotated[str, Field(pattern=VARIABLE_PATTERN)], Variable] = Field(
+        default_factory=dict,
+        description="values each placed (outbound) call brings, read as {{ var.NAME }}",
+    )
+    outbound: OutboundSettings | None = Field(
+        None, description="placing calls with this graph: dialer, caller number, voicemail"
     )

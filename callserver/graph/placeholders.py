@@ -1,14 +1,15 @@
 """``{{ caller }}``-style placeholders in instructions and greetings.
 
-Values come from SIP headers, i.e. from whoever placed the call. They are inserted once, as
-plain text: never re-scanned for placeholders, stripped of control characters and newlines
-(so a header cannot fake a new paragraph of instructions) and cut to a sane length.
+Values come from SIP headers, i.e. from whoever placed the call, or (``{{ var.NAME }}``) from
+the request that placed an outbound call. They are inserted once, as plain text: never
+re-scanned for placeholders, stripped of control characters and newlines (so a value cannot
+fake a new paragraph of instructions) and cut to a sane length.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -19,7 +20,9 @@ from callserver.graph.errors import did_you_mean
 _PLACEHOLDER = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
-NAMES: tuple[str, ...] = ("caller", "dialed", "now", "call_id", "graph", "header.<Name>")
+NAMES: tuple[str, ...] = (
+    "caller", "dialed", "now", "call_id", "graph", "header.<Name>", "var.<NAME>",
+)  # fmt: skip
 MAX_VALUE_CHARS = 200
 MISSING = "unknown"
 
@@ -32,8 +35,8 @@ class PlaceholderIssue:
     message: str
 
 
-def check_template(text: str) -> list[PlaceholderIssue]:
-    """Every placeholder in ``text`` that cannot be filled."""
+def check_template(text: str, variables: Collection[str] = ()) -> list[PlaceholderIssue]:
+    """Every placeholder in ``text`` that cannot be filled; ``variables``: the declared ones."""
     issues: list[PlaceholderIssue] = []
     for match in _PLACEHOLDER.finditer(text):
         name = match.group(1)
@@ -42,8 +45,13 @@ def check_template(text: str) -> list[PlaceholderIssue]:
             header = name[len("header.") :]
             if not _HEADER_NAME.match(header):
                 issues.append(PlaceholderIssue(line, f"invalid header name in {{{{ {name} }}}}"))
+        elif name.startswith("var."):
+            var = name[len("var.") :]
+            if var not in variables:
+                hint = did_you_mean(var, variables) or " (declare it under variables:)"
+                issues.append(PlaceholderIssue(line, f"undeclared variable {{{{ {name} }}}}{hint}"))
         elif name not in NAMES:
-            hint = did_you_mean(name, NAMES[:-1])
+            hint = did_you_mean(name, NAMES[:-2])
             known = ", ".join(NAMES)
             issues.append(
                 PlaceholderIssue(
@@ -73,8 +81,12 @@ def format_now(moment: datetime, timezone: str) -> str:
     return f"{local:%A %d %B %Y, %H:%M} ({timezone})"
 
 
-def renderer(info: CallInfo, *, graph: str, timezone: str) -> Callable[[str], str]:
-    """A function filling the placeholders of a (load-time checked) template for one call."""
+def renderer(
+    info: CallInfo, *, graph: str, timezone: str, defaults: Mapping[str, str | None] | None = None
+) -> Callable[[str], str]:
+    """A function filling the placeholders of a (load-time checked) template for one call.
+
+    ``defaults``: the graph's variable defaults, used when the call brings no value."""
     fixed = {
         "caller": clean_value(info.caller),
         "dialed": clean_value(info.dialed),
@@ -87,6 +99,10 @@ def renderer(info: CallInfo, *, graph: str, timezone: str) -> Callable[[str], st
         name = match.group(1)
         if name.startswith("header."):
             return clean_value(info.header(name[len("header.") :]))
+        if name.startswith("var."):
+            var = name[len("var.") :]
+            given = info.variables.get(var)
+            return clean_value(given if given else (defaults or {}).get(var))
         return fixed.get(name, MISSING)
 
     def render(text: str) -> str:

@@ -43,6 +43,8 @@ class GraphResolver:
         self.issues: list[ConfigIssue] = []
         self.warnings: list[str] = []
         self.extra_files: list[Path] = []
+        self.variables: tuple[str, ...] = ()
+        """Variables the graph declares: ``{{ var.NAME }}`` may name only these."""
 
     def report(self, path: list[str | int], message: str) -> None:
         line, _ = locate(self.data, path)
@@ -61,7 +63,7 @@ class GraphResolver:
 
     def _template(self, text: str, path: list[str | int], file: str | None = None) -> None:
         first = 1 if file else self._value_line(path)
-        for problem in check_template(text):
+        for problem in check_template(text, self.variables):
             self.issues.append(
                 ConfigIssue(
                     file or self.shown, first + problem.line - 1, format_path(path), problem.message
@@ -70,6 +72,7 @@ class GraphResolver:
 
     def resolve(self, name: str, gf: GraphFile) -> GraphSpec | None:
         """The GraphSpec, or None when any issue was reported."""
+        self.variables = tuple(gf.variables)
         try:
             ZoneInfo(gf.timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -96,6 +99,7 @@ class GraphResolver:
                 text = getattr(gf.live, key)
                 if text:
                     self._template(text, ["live", key])
+        self._outbound(gf)
         seen_names: dict[str, str] = {}
         plans: dict[str, AgentPlan] = {}
         for key, agent in gf.agents.items():
@@ -144,7 +148,23 @@ class GraphResolver:
             engine=gf.engine,
             live=live,
             post_call=post_call,
+            variables=dict(gf.variables),
+            outbound=gf.outbound,
         )
+
+    def _outbound(self, gf: GraphFile) -> None:
+        """The ``outbound:`` block: a dialer the engine can use, a templated message."""
+        outbound = gf.outbound
+        if outbound is None:
+            return
+        if outbound.dialer == "live" and gf.engine != "live":
+            self.report(
+                ["outbound", "dialer"],
+                "only GPT-Live dials itself (engine: live); a realtime graph's calls are "
+                "placed by Twilio (dialer: twilio)",
+            )
+        if outbound.leave_message:
+            self._template(outbound.leave_message, ["outbound", "leave_message"])
 
     def _agent(
         self,

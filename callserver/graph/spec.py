@@ -24,6 +24,7 @@ from callserver.graph.analysis_models import PostCallPlan
 from callserver.graph.context import CallInfo, CallToolContext
 from callserver.graph.dtmf_models import DtmfPlan
 from callserver.graph.live_models import LiveSettings
+from callserver.graph.outbound_models import OutboundSettings, VariableSpec
 from callserver.graph.placeholders import renderer
 from callserver.graph.routes import RouteResult, RouteTable
 from callserver.graph.session_models import AUDIO_FORMATS, SessionSettings
@@ -83,6 +84,8 @@ class BuiltGraph:
     voice: str | dict[str, str] = "marin"
     live: BuiltLive | None = None
     """Set for ``engine: live`` graphs."""
+    leave_message: str | None = None
+    """The voicemail message for this call (``outbound.leave_message``), rendered."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -105,6 +108,10 @@ class GraphSpec:
     """For ``engine: live``: always set (defaults filled in) once the graph is valid."""
     post_call: PostCallPlan = field(default_factory=PostCallPlan)
     """Transcript redaction and the analysis, read after the call (records/analysis*)."""
+    variables: Mapping[str, VariableSpec] = field(default_factory=dict)
+    """Values an outbound call brings (``{{ var.NAME }}``), by name."""
+    outbound: OutboundSettings | None = None
+    """How calls placed with this graph are dialed; None: the defaults."""
 
     def __repr__(self) -> str:
         return f"GraphSpec(name={self.name!r}, file={self.file!r}, agents={list(self.agents)!r})"
@@ -146,7 +153,12 @@ class GraphSpec:
 
     def build(self, info: CallInfo) -> BuiltGraph:
         """Fresh agents for one call, with placeholders filled from ``info``."""
-        render = renderer(info, graph=self.name, timezone=self.timezone)
+        render = renderer(
+            info,
+            graph=self.name,
+            timezone=self.timezone,
+            defaults={name: v.default for name, v in self.variables.items()},
+        )
         agents: dict[str, RealtimeAgent[CallToolContext]] = {
             key: RealtimeAgent[CallToolContext](
                 name=plan.name,
@@ -194,6 +206,11 @@ class GraphSpec:
             engine=self.engine,
             voice=self.voice,
             live=live,
+            leave_message=(
+                render(self.outbound.leave_message)
+                if self.outbound is not None and self.outbound.leave_message
+                else None
+            ),
         )
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 from callserver.graph import graph_models, route_models, session_models, tool_models
 from callserver.graph.errors import ConfigIssue, did_you_mean
 from callserver.graph.fields import Strict
+from callserver.graph.outbound_models import VARIABLE_PATTERN
 from callserver.graph.yamlsrc import LineDict, format_path, locate
 
 _TYPE_CHOICES = {
@@ -48,6 +49,11 @@ def _allowed_keys(node: Any) -> list[str]:
     return best[1]
 
 
+def _every_key() -> list[str]:
+    """Every config key, for a mapping with no known key to tell its model by."""
+    return sorted({name for model in _all_models() for name in model.model_fields})
+
+
 def _node_at(data: Any, path: list[str | int]) -> Any:
     node = data
     for part in path:
@@ -64,7 +70,8 @@ def _message(err: Any, data: Any, path: list[str | int]) -> str:
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        return f"unknown key {key!r}" + did_you_mean(key, _allowed_keys(_node_at(data, path[:-1])))
+        allowed = _allowed_keys(_node_at(data, path[:-1])) or _every_key()
+        return f"unknown key {key!r}" + did_you_mean(key, allowed)
     if kind == "missing":
         return f"missing required key {loc[-1]!r}"
     if kind == "union_tag_not_found":
@@ -79,6 +86,11 @@ def _message(err: Any, data: Any, path: list[str | int]) -> str:
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
     if kind == "string_pattern_mismatch" and loc and loc[-1] == "[key]":
+        if ctx.get("pattern") == VARIABLE_PATTERN:
+            return (
+                f"invalid variable name {path[-1]!r}: a letter or '_', then letters, digits "
+                "and '_' (at most 64)"
+            )
         return f"invalid name {path[-1]!r}: use letters, digits, '_' and '-' (at most 64)"
     msg = str(err["msg"])
     return msg[:1].lower() + msg[1:]

@@ -66,6 +66,21 @@ def _transcript(record: CallRecord) -> list[dict[str, Any]]:
     return [_turn(t) for t in turns or ()]
 
 
+OUTBOUND_EVENT_KEYS = (
+    "id", "dialer", "outcome", "answered_by", "campaign_id", "row", "attempt", "error",
+    "twilio_call_sid",
+)  # fmt: skip
+"""What an outbound call's event says about the attempt; its numbers are ``caller`` (ours)
+and ``dialed`` (the callee), under the redaction policy like every call's."""
+
+
+def _outbound(record: CallRecord) -> dict[str, Any] | None:
+    info = record.outbound
+    if not info:
+        return None
+    return {key: info.get(key) for key in OUTBOUND_EVENT_KEYS}
+
+
 def build_call_ended_event(record: CallRecord, *, redact_numbers: bool) -> dict[str, Any]:
     """The ``call.ended`` payload, in the Standard Webhooks envelope (type, timestamp, data).
 
@@ -117,6 +132,8 @@ def build_call_ended_event(record: CallRecord, *, redact_numbers: bool) -> dict[
             "talk_s": _seconds(talk),
         },
         "usage": dict(record.usage),
+        "direction": record.direction,
+        "outbound": _outbound(record),
     }
     return {"type": EVENT_TYPE, "timestamp": _iso(ended_at), "data": data}
 

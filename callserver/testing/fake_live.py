@@ -29,10 +29,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from callserver.testing import live_events as le
 from callserver.testing.fake_calls import Decision, RecordedRequest, error_body
+from callserver.testing.fake_live_outbound import FakeLiveOutbound
 from callserver.testing.fake_live_rules import Refused, handle_client_event
 from callserver.testing.fake_rest import CallControl, authorized, decided, no_key_error
 from callserver.testing.fake_server import mark_denied
@@ -65,7 +66,8 @@ class FakeLiveSession:
     session_id: str
     decision: Decision
     state: str = "ringing"
-    """ringing -> accepted -> ended (or ringing -> ended by a reject)."""
+    """ringing -> accepted -> ended (or ringing -> ended by a reject); an outbound session:
+    dialing -> accepted (answered) -> ended, or dialing -> ended (failed, hung up)."""
     config: dict[str, Any] | None = None
     """The accepted ``session`` config, with every ``session.update`` merged in."""
     ended_by: str | None = None
@@ -87,6 +89,8 @@ class FakeLiveSession:
     appends: list[Event] = dataclasses.field(default_factory=list)
     client_delegations: set[str] = dataclasses.field(default_factory=set)
     answered_delegations: set[str] = dataclasses.field(default_factory=set)
+    outbound: bool = False
+    """Created by an outbound create: ``dialing`` until the callee answers."""
 
     @property
     def mode(self) -> str:
@@ -144,9 +148,12 @@ class FakeLive:
         self._abort = abort
         self._changed = asyncio.Condition()
         self._background: set[asyncio.Task[None]] = set()
+        #: Outbound calls: ``POST /v1/live/sessions`` with a SIP transport, scripted callees.
+        self.outbound = FakeLiveOutbound(self)
 
     def routes(self) -> list[Any]:
         return [
+            Route("/v1/live/sessions", self.outbound.create, methods=["POST"]),
             Route("/v1/live/sessions/{session_id}/content", self._content, methods=["GET"]),
             Route("/v1/live/sessions/{session_id}/{action}", self._rest, methods=["POST"]),
             WebSocketRoute("/v1/live/sessions/{session_id}/attach", self._attach),
@@ -187,7 +194,7 @@ class FakeLive:
         for sideband in session.open_sidebands:
             try:
                 await sideband.send(event)
-            except (ConnectionError, RuntimeError, OSError, TimeoutError):
+            except (ConnectionError, RuntimeError, OSError, TimeoutError, WebSocketDisconnect):
                 pass  # closing meanwhile: it will not see this event, as on the service
 
     async def close_session(self, session_id: str, reason: str, *, after: float = 0.0) -> None:
@@ -295,6 +302,7 @@ class FakeLive:
         if session.state == "ringing":
             session.state = "ended"
             return 200, None
+        # accepted, or an outbound session still dialing: the session closes
         self._in_background(self.close_session(session.session_id, "close_requested"))
         return 200, None
 
@@ -372,7 +380,7 @@ class FakeLive:
         session = self._lookup(session_id)
         if session is None or session.state == "ended":
             return _not_found(session_id)
-        if session.state != "accepted":
+        if session.state not in ("accepted", "dialing"):
             return 400, error_body(f"Session {session_id} has not been accepted")
         return 101, None
 
@@ -498,6 +506,10 @@ class FakeLive:
         await self.close_session(session_id, "remote_hangup")
 
     # -- internals --------------------------------------------------------------------------
+
+    def in_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as a task the fake owns (cancelled when it stops)."""
+        self._in_background(coro)
 
     def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)

@@ -103,7 +103,7 @@ class FakeSideband:
                 async with self._send_lock:
                     await asyncio.wait_for(self._ws.close(code=code, reason=reason), CLOSE_TIMEOUT)
             except (RuntimeError, OSError, TimeoutError, WebSocketDisconnect):
-                pass
+                pass  # the client went first
         if not await self._wait_closed(CLOSE_TIMEOUT):
             self._dropped = True
             self._abort(self._ws)

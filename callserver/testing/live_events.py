@@ -28,6 +28,9 @@ __all__ = [
     "session_resource",
     "session_started",
     "session_updated",
+    "transport_answered",
+    "transport_failed",
+    "transport_ringing",
     "usage_updated",
 ]
 
@@ -152,6 +155,25 @@ def dtmf_received(key: str) -> Event:
 
 def dtmf_sent(key: str, client_event_id: str | None) -> Event:
     return _event("transport.dtmf.sent", event=key, **_echo(client_event_id))
+
+
+def transport_ringing(session_id: str) -> Event:
+    """Outbound SIP: the callee's phone rings (or gives early media)."""
+    return _event("transport.ringing", session_id=session_id)
+
+
+def transport_answered(session_id: str) -> Event:
+    """Outbound SIP: the callee answered; media is established."""
+    return _event("transport.answered", session_id=session_id)
+
+
+def transport_failed(session_id: str, code: str, message: str) -> Event:
+    """Outbound SIP: the call could not be set up (``code`` is not enumerated by OpenAI)."""
+    return _event(
+        "transport.failed",
+        session_id=session_id,
+        error={"type": "call_error", "code": code, "message": message},
+    )
 
 
 def error(

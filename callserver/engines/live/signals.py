@@ -28,4 +28,17 @@ def live_signals(message: dict[str, Any]) -> tuple[Signal, ...]:
     if kind == "error":
         code = (message.get("error") or {}).get("code")
         return (Signal("error", text=str(code) if code else None),)
+    if kind in _TRANSPORT:
+        error = message.get("error") if kind == "transport.failed" else None
+        code = error.get("code") if isinstance(error, dict) else None
+        code = str(code)[:64] if code else None
+        return (Signal("call_progress", text=_TRANSPORT[kind], ref=code),)
     return _NONE
+
+
+_TRANSPORT = {
+    "transport.ringing": "ringing",
+    "transport.answered": "answered",
+    "transport.failed": "failed",
+}
+"""An outbound SIP leg's progress, delivered only to sidebands (outbound calls only)."""
