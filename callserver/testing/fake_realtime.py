@@ -8,15 +8,14 @@ connection without a close frame: that is how a caller hanging up usually looks 
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from callserver.testing import server_events as se
+from callserver.testing.fake_socket import FakeSocket
 from callserver.testing.schemas import client_event_errors
 
 __all__ = ["DEFAULT_AUTO_REPLIES", "FakeConnection", "ReplyHandler"]
@@ -29,10 +28,8 @@ EventSink = Callable[["FakeConnection", Event, list[str]], None]
 #: Aborts the TCP transport under a websocket; returns False if none was found.
 Aborter = Callable[[WebSocket], bool]
 
-CLOSE_TIMEOUT = 2.0
 
-
-class FakeConnection:
+class FakeConnection(FakeSocket):
     """The server side of one accepted control websocket, scriptable from a test."""
 
     def __init__(
@@ -46,36 +43,21 @@ class FakeConnection:
         on_event: EventSink,
         abort: Aborter,
     ) -> None:
+        super().__init__(f"call {call_id}", websocket, abort=abort)
         self.call_id = call_id
         #: Effective session config: accept body, then every session.update merged in.
         self.session: dict[str, Any] = se.session_object(session)
-        #: Client events in arrival order (also those that failed validation).
-        self.received: list[Event] = []
-        #: Server events sent, in order.
-        self.sent: list[Event] = []
         #: (event, errors) for every client event that failed strict validation.
         self.schema_errors: list[tuple[Event, list[str]]] = []
         #: Per-connection copy; set a type to None to disable its reply, or add your own.
         self.auto_replies: dict[str, ReplyHandler | None] = dict(auto_replies)
         #: If False, ``response.create`` gets no reply: the test scripts the response.
         self.auto_respond = auto_respond
-        #: Set once the websocket is closed, whoever closed it.
-        self.closed = asyncio.Event()
-        #: Close code as seen by the server (1006 when the transport was aborted).
-        self.close_code: int | None = None
         #: Response id between a sent ``response.created`` and its ``response.done``.
         self.active_response_id: str | None = None
         #: Ids of conversation items, in order (for ``previous_item_id``).
         self.item_ids: list[str] = []
-        self._ws = websocket
         self._on_event = on_event
-        self._abort = abort
-        self._dropped = False
-        self._consumed: set[int] = set()
-        self._arrived = asyncio.Condition()
-        self._send_lock = asyncio.Lock()
-
-    # -- script API ---------------------------------------------------------------------
 
     async def send(self, events: Event | list[Event]) -> None:
         """Send one server event or several, in order."""
@@ -83,115 +65,21 @@ class FakeConnection:
             if self.closed.is_set():
                 raise ConnectionError(f"websocket of call {self.call_id} is closed")
             self._track(event)
-            try:
-                async with self._send_lock:
-                    await asyncio.wait_for(self._ws.send_text(json.dumps(event)), CLOSE_TIMEOUT)
-            except WebSocketDisconnect as exc:
-                raise ConnectionError(f"websocket of call {self.call_id} is closing") from exc
-            self.sent.append(event)
+            await self._send_one(event)
 
-    async def expect(
-        self,
-        type_: str,
-        predicate: Callable[[Event], bool] | None = None,
-        timeout: float = 5.0,
-    ) -> Event:
-        """The oldest not-yet-expected client event of ``type_`` (matching ``predicate``).
+    async def _greet(self) -> None:
+        await self.send(se.session_created(self.session))
 
-        Waits for it if it has not arrived. Each event is returned at most once, so two
-        ``expect("response.create")`` calls need two events.
-        """
-
-        def find() -> Event | None:
-            for index, event in enumerate(self.received):
-                if index in self._consumed or event.get("type") != type_:
-                    continue
-                if predicate is None or predicate(event):
-                    self._consumed.add(index)
-                    return event
-            return None
-
-        try:
-            async with asyncio.timeout(timeout), self._arrived:
-                while (found := find()) is None:
-                    await self._arrived.wait()
-                return found
-        except TimeoutError:
-            types = [e.get("type") for e in self.received]
-            raise AssertionError(
-                f"call {self.call_id}: no client event {type_!r} within {timeout}s; "
-                f"received: {types}"
-            ) from None
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close cleanly (close frame with ``code``) and wait until the socket is gone."""
-        if not self.closed.is_set():
-            try:
-                async with self._send_lock:
-                    await asyncio.wait_for(self._ws.close(code=code, reason=reason), CLOSE_TIMEOUT)
-            except (RuntimeError, OSError, TimeoutError, WebSocketDisconnect):
-                pass  # already closing or gone: the outcome is the same
-        if not await self._wait_closed(CLOSE_TIMEOUT):
-            self._dropped = True  # the peer never answered the close frame: cut it
-            self._abort(self._ws)
-            await self._wait_closed(CLOSE_TIMEOUT)
-
-    async def drop(self) -> None:
-        """Abort the TCP connection without a close frame; the client sees code 1006."""
-        if self.closed.is_set():
-            return
-        self._dropped = True
-        if not self._abort(self._ws):
-            raise RuntimeError(f"call {self.call_id}: transport not found, cannot drop")
-        await self._wait_closed(CLOSE_TIMEOUT)
-
-    async def wait_closed(self, timeout: float = 5.0) -> None:
-        """Wait until the websocket is closed; AssertionError on timeout."""
-        if not await self._wait_closed(timeout):
-            raise AssertionError(f"call {self.call_id}: websocket still open after {timeout}s")
-
-    # -- server side ----------------------------------------------------------------------
-
-    async def run(self) -> None:
-        """Serve the connection until it closes: greet, then read and answer client events."""
-        try:
-            await self.send(se.session_created(self.session))
-            while True:
-                message = await self._ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    # uvicorn may report an aborted transport as 1005; the peer sees 1006.
-                    self.close_code = 1006 if self._dropped else message.get("code", 1005)
-                    break
-                text = message.get("text")
-                if text is None:
-                    text = (message.get("bytes") or b"").decode("utf-8", "replace")
-                await self._handle(text)
-        except (RuntimeError, OSError, ConnectionError, TimeoutError, WebSocketDisconnect):
-            if self.close_code is None:
-                self.close_code = 1006
-        finally:
-            self.closed.set()
-            async with self._arrived:
-                self._arrived.notify_all()
-
-    async def _handle(self, text: str) -> None:
-        try:
-            event = json.loads(text)
-        except json.JSONDecodeError:
-            event = {"type": "<invalid json>", "raw": text}
-        errors = (
-            client_event_errors(event)
-            if isinstance(event, dict) and event.get("type") != "<invalid json>"
-            else ["<root>: not a JSON object"]
-        )
-        if not isinstance(event, dict):
-            event = {"type": "<not an object>", "raw": event}
+    async def _on_text(self, text: str) -> None:
+        """Validate the client event strictly, record it, then auto-reply if one is set."""
+        event = self._parse(text)
+        parsed = not str(event.get("type", "")).startswith("<")
+        errors = client_event_errors(event) if parsed else ["<root>: not a JSON object"]
         self.received.append(event)
         if errors:
             self.schema_errors.append((event, errors))
         self._on_event(self, event, errors)
-        async with self._arrived:
-            self._arrived.notify_all()
+        await self._notify_arrival()
         handler = self.auto_replies.get(str(event.get("type")))
         if handler is None:
             return
@@ -212,13 +100,6 @@ class FakeConnection:
             item_id = event.get("item", {}).get("id")
             if item_id and item_id not in self.item_ids:
                 self.item_ids.append(item_id)
-
-    async def _wait_closed(self, seconds: float) -> bool:
-        try:
-            await asyncio.wait_for(self.closed.wait(), seconds)
-        except TimeoutError:
-            return False
-        return True
 
 
 # -- default auto replies -------------------------------------------------------------------
