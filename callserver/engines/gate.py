@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -72,3 +72,21 @@ class Gate(Generic[T]):
     async def wait_changed(self) -> None:
         self.changed.clear()
         await self.changed.wait()
+
+
+async def next_or_change(recv: Callable[[], Awaitable[T]], gate: Gate[T]) -> T | None:
+    """The next frame from ``recv``; while ``gate`` holds, also wake up (None) when the gate
+    changes, so kept frames are released without waiting for a new one."""
+    if gate.is_open:
+        return await recv()
+    receiving = asyncio.ensure_future(recv())
+    waiting = asyncio.ensure_future(gate.wait_changed())
+    try:
+        done, _ = await asyncio.wait({receiving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+    if receiving in done:
+        return receiving.result()
+    receiving.cancel()  # safe with websockets: no frame is lost
+    await asyncio.gather(receiving, return_exceptions=True)
+    return None

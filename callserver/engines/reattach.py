@@ -32,6 +32,7 @@ __all__ = [
     "ControlLost",
     "ControlObserver",
     "ReattachPolicy",
+    "Regain",
     "reconnect",
 ]
 
@@ -96,3 +97,49 @@ async def reconnect(
             raise CallEnded(f"HTTP {status}") from None
         raise ControlLost(f"{type(exc).__name__}: {str(exc)[:120]}") from None
     raise ControlLost("no attempt made")  # pragma: no cover - tenacity always tries once
+
+
+class Regain:
+    """One control connection's reattach bookkeeping, the same for every engine: tell the
+    observer (metrics, call record, cassette) when control was lost, is back or is gone for
+    good, and log it once, with the gap."""
+
+    def __init__(self, observer: ControlObserver | None, *, call_id: str, what: str) -> None:
+        self.observer = observer
+        self._call_id = call_id
+        self._what = what
+        self._lost_at = 0.0
+
+    async def connect_again(self, connect: Callable[[], Awaitable[T]], policy: ReattachPolicy) -> T:
+        """:func:`reconnect`, reported; re-raises :class:`CallEnded` / :class:`ControlLost`."""
+        self._lost_at = time.monotonic()
+        self.notify("lost", 0.0)
+        extra = {"call_id": self._call_id}
+        log.warning("%s dropped: reattaching", self._what, extra=extra)
+        try:
+            return await reconnect(connect, policy, call_id=self._call_id, started=self._lost_at)
+        except CallEnded:
+            self.notify("gone", self.gap_s())
+            raise
+        except ControlLost as exc:
+            log.error("%s reattach failed: %s", self._what, exc, extra=extra)
+            self.notify("given_up", self.gap_s())
+            raise
+
+    def back(self) -> float:
+        """The new connection is in use: report and return the gap in seconds."""
+        gap = self.gap_s()
+        self.notify("back", gap)
+        log.info("%s reattached after %.2fs", self._what, gap, extra={"call_id": self._call_id})
+        return gap
+
+    def gap_s(self) -> float:
+        return time.monotonic() - self._lost_at
+
+    def notify(self, event: ControlEvent, gap_s: float) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer(event, gap_s)
+        except Exception:
+            log.exception("control observer failed", extra={"call_id": self._call_id})

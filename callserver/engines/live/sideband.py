@@ -33,8 +33,8 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from callserver.engines.base import ControlObserver, FrameTap, ReattachPolicy
-from callserver.engines.gate import Gate
-from callserver.engines.reattach import CallEnded, ControlLost, reconnect
+from callserver.engines.gate import Gate, next_or_change
+from callserver.engines.reattach import CallEnded, ControlLost, Regain
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class SidebandConnection:
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._policy = policy
         self._tap = tap
-        self._observer = observer
+        self._regain = Regain(observer, call_id=session_id, what="sideband")
         self._ws: websockets.ClientConnection | None = None
         self._attached = asyncio.Event()
         self._closing = False
@@ -199,7 +199,7 @@ class SidebandConnection:
                 raise StreamOver("closed")
             try:
                 async with asyncio.timeout_at(deadline):
-                    raw = await self._next(ws, gate)
+                    raw = await next_or_change(ws.recv, gate)
             except TimeoutError:
                 return None
             except ConnectionClosed:
@@ -222,23 +222,6 @@ class SidebandConnection:
         event_id = event.get("event_id")
         self.gate.passed(event_id if isinstance(event_id, str) else None)
         return event
-
-    @staticmethod
-    async def _next(ws: websockets.ClientConnection, gate: Gate[dict[str, Any]]) -> Any:
-        """The next frame; while held, also wake up (None) when the gate changes."""
-        if gate.is_open:
-            return await ws.recv()
-        receiving = asyncio.ensure_future(ws.recv())
-        waiting = asyncio.ensure_future(gate.wait_changed())
-        try:
-            done, _ = await asyncio.wait({receiving, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiting.cancel()
-        if receiving in done:
-            return receiving.result()
-        receiving.cancel()  # safe with websockets: no frame is lost
-        await asyncio.gather(receiving, return_exceptions=True)
-        return None
 
     def _parse(self, raw: str | bytes) -> dict[str, Any] | None:
         self.heard.set()
@@ -265,22 +248,14 @@ class SidebandConnection:
 
     async def _reattach(self) -> None:
         self._attached.clear()
-        lost_at = time.monotonic()
-        self._notify("lost", 0.0)
-        log.warning("sideband dropped: reattaching", extra={"call_id": self.session_id})
         try:
-            ws = await reconnect(
-                self._connect, self._policy, call_id=self.session_id, started=lost_at
-            )
+            ws = await self._regain.connect_again(self._connect, self._policy)
         except CallEnded:
             self.outcome = "gone"
-            self._notify("gone", time.monotonic() - lost_at)
             self._attached.set()
             raise StreamOver("the session is gone") from None
-        except ControlLost as exc:
-            log.error("sideband reattach failed: %s", exc, extra={"call_id": self.session_id})
+        except ControlLost:
             self.outcome = "lost"
-            self._notify("given_up", time.monotonic() - lost_at)
             self._attached.set()
             raise StreamOver("control lost") from None
         if self._closing:
@@ -295,13 +270,4 @@ class SidebandConnection:
 
             await self.on_reattached(send_first)
         self._attached.set()
-        gap = time.monotonic() - lost_at
-        self._notify("back", gap)
-        log.info("sideband reattached after %.2fs", gap, extra={"call_id": self.session_id})
-
-    def _notify(self, event: Any, gap_s: float) -> None:
-        if self._observer is not None:
-            try:
-                self._observer(event, gap_s)
-            except Exception:
-                log.exception("control observer failed", extra={"call_id": self.session_id})
+        self._regain.back()

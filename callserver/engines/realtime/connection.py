@@ -21,15 +21,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 from websockets.exceptions import ConnectionClosed
 
 from callserver.engines.base import ControlObserver, FrameTap, ReattachPolicy
-from callserver.engines.gate import Gate
-from callserver.engines.reattach import CallEnded, ControlLost, reconnect
+from callserver.engines.gate import Gate, next_or_change
+from callserver.engines.reattach import CallEnded, ControlLost, Regain
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ class ReattachingConnection:
         self._call_id = call_id
         self._policy = policy
         self._tap = tap
-        self._observer = observer
+        self._regain = Regain(observer, call_id=call_id, what="control connection")
         self._attached = asyncio.Event()
         self._attached.set()
         self._closing = False
@@ -135,7 +134,7 @@ class ReattachingConnection:
                 self._note_tool_call(message)
                 yield message
             try:
-                message = await self._next(gate)
+                message = await next_or_change(self._connection.recv, gate)
             except ConnectionClosed:
                 if self._closing:
                     return
@@ -168,41 +167,13 @@ class ReattachingConnection:
         if item.get("type") == "function_call" and item.get("status") == "completed":
             self.tool_calls.add(str(item.get("call_id")))
 
-    async def _next(self, gate: Gate[str | bytes]) -> str | bytes | None:
-        """The next frame; while held, also wake up (None) when the gate changes."""
-        if gate.is_open:
-            return await self._connection.recv()
-        receiving = asyncio.ensure_future(self._connection.recv())
-        waiting = asyncio.ensure_future(gate.wait_changed())
-        try:
-            done, _ = await asyncio.wait({receiving, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiting.cancel()
-        if receiving in done:
-            return receiving.result()
-        receiving.cancel()  # safe with websockets: no frame is lost
-        await asyncio.gather(receiving, return_exceptions=True)
-        return None
-
     async def _reattach(self) -> bool:
         """Control dropped: get it back, or say why not (``outcome``)."""
         self._attached.clear()
-        lost_at = time.monotonic()
-        self._notify("lost", 0.0)
-        log.warning("control connection dropped: reattaching", extra={"call_id": self._call_id})
         try:
-            connection = await reconnect(
-                self._connect, self._policy, call_id=self._call_id, started=lost_at
-            )
-        except CallEnded:
-            self.outcome = "gone"
-            self._notify("gone", time.monotonic() - lost_at)
-            self._attached.set()
-            return False
-        except ControlLost as exc:
-            log.error("reattach failed: %s", exc, extra={"call_id": self._call_id})
-            self.outcome = "lost"
-            self._notify("given_up", time.monotonic() - lost_at)
+            connection = await self._regain.connect_again(self._connect, self._policy)
+        except (CallEnded, ControlLost) as exc:
+            self.outcome = "gone" if isinstance(exc, CallEnded) else "lost"
             self._attached.set()
             return False
         if self._closing:
@@ -213,18 +184,9 @@ class ReattachingConnection:
         if self._last_session_update is not None:
             self._report("ws_out", self._last_session_update)
             await connection.send(self._last_session_update)
-        gap = time.monotonic() - lost_at
         self._attached.set()
-        self._notify("back", gap)
-        log.info("reattached after %.2fs", gap, extra={"call_id": self._call_id})
+        self._regain.back()
         return True
-
-    def _notify(self, event: Any, gap_s: float) -> None:
-        if self._observer is not None:
-            try:
-                self._observer(event, gap_s)
-            except Exception:
-                log.exception("control observer failed", extra={"call_id": self._call_id})
 
 
 def frame_id(message: str | bytes) -> str | None:
