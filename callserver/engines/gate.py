@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 RECENT = 512
@@ -90,3 +90,42 @@ async def next_or_change(recv: Callable[[], Awaitable[T]], gate: Gate[T]) -> T |
     receiving.cancel()  # safe with websockets: no frame is lost
     await asyncio.gather(receiving, return_exceptions=True)
     return None
+
+
+class Gated(Protocol):
+    """A control connection that can be held: what :class:`HandOver` needs of it."""
+
+    gate: Gate[Any]
+    heard: asyncio.Event
+
+
+class HandOver:
+    """The hand-over half of ``engines.base.EngineCall``, the same for every engine whose
+    control connection carries a :class:`Gate`. Subclasses say where the connection is
+    (none before attach) and how to read an event's id."""
+
+    def _gated(self) -> Gated | None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _event_id(event: Any) -> str | None:
+        raise NotImplementedError
+
+    def hold(self) -> list[str]:
+        connection = self._gated()
+        return connection.gate.close() if connection is not None else []
+
+    def release_after(self, handled: list[str]) -> None:
+        connection = self._gated()
+        if connection is not None:
+            connection.gate.open_after(handled, self._event_id)
+
+    async def heard(self, timeout: float) -> bool:
+        connection = self._gated()
+        if connection is None:
+            return False
+        try:
+            await asyncio.wait_for(connection.heard.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True

@@ -3,7 +3,6 @@ agent graph run by the agents SDK session on the Live sideband (``model.py``).""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -19,10 +18,12 @@ from callserver.engines.base import (
     Takeover,
     attach_refused,
 )
+from callserver.engines.gate import HandOver
 from callserver.engines.live.accept import live_accept_body
 from callserver.engines.live.control import LiveControl
 from callserver.engines.live.model import MAX_APPEND_CHARS, LiveSidebandModel
 from callserver.engines.live.recording import RecordingJob, download
+from callserver.engines.live.sideband import SidebandConnection
 from callserver.engines.live.signals import live_signals
 from callserver.engines.realtime.engine import ws_base
 from callserver.engines.rest import DeadlineRest
@@ -45,7 +46,7 @@ CLOSE_REASONS: dict[str, str] = {
 REFER_SETTLE_S = 10.0
 
 
-class LiveCall:
+class LiveCall(HandOver):
     """One call's sideband model and the Live ways of saying things."""
 
     def __init__(
@@ -109,27 +110,15 @@ class LiveCall:
     def connect_failed(self, error: BaseException) -> StreamEnd:
         return attach_refused(error)
 
-    def hold(self) -> list[str]:
-        connection = self.model.connection
-        return connection.gate.close() if connection is not None else []
+    def _gated(self) -> SidebandConnection | None:
+        return self.model.connection
 
-    def release_after(self, handled: list[str]) -> None:
-        connection = self.model.connection
-        if connection is not None:
-            connection.gate.open_after(handled, lambda event: event.get("event_id"))
+    @staticmethod
+    def _event_id(event: Any) -> str | None:
+        return event.get("event_id")
 
     def pending_tool_calls(self) -> int:
         return self.model.pending_tool_calls
-
-    async def heard(self, timeout: float) -> bool:
-        connection = self.model.connection
-        if connection is None:
-            return False
-        try:
-            await asyncio.wait_for(connection.heard.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
 
     def post_call_job(self) -> PostCallJob | None:
         """With ``store: true``, the call's stereo recording is downloaded once finalised."""

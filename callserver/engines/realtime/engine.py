@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +17,7 @@ from callserver.engines.base import (
     Takeover,
     attach_refused,
 )
+from callserver.engines.gate import HandOver
 from callserver.engines.realtime import sdk
 from callserver.engines.realtime.connection import ReattachingConnection, frame_id
 from callserver.engines.realtime.control import RealtimeControl
@@ -37,7 +37,7 @@ def ws_base(rest_base_url: str) -> str:
     return "ws://" + rest_base_url[len("http://") :]
 
 
-class RealtimeCall:
+class RealtimeCall(HandOver):
     """One call's SDK model on ``/realtime?call_id=...``."""
 
     def __init__(
@@ -95,30 +95,15 @@ class RealtimeCall:
     def _connection(self) -> ReattachingConnection | None:
         return self.model.connection if isinstance(self.model, sdk.CallSIPModel) else None
 
-    def hold(self) -> list[str]:
-        connection = self._connection()
-        return connection.gate.close() if connection is not None else []
+    _gated = _connection
 
-    def release_after(self, handled: list[str]) -> None:
-        connection = self._connection()
-        if connection is not None:
-            connection.gate.open_after(handled, frame_id)
+    @staticmethod
+    def _event_id(event: Any) -> str | None:
+        return frame_id(event)
 
     def pending_tool_calls(self) -> int:
         connection = self._connection()
         return len(connection.tool_calls) if connection is not None else 0
-
-    async def heard(self, timeout: float) -> bool:
-        connection = self._connection()
-        return connection is not None and await _wait(connection.heard, timeout)
-
-
-async def _wait(event: asyncio.Event, timeout: float) -> bool:
-    try:
-        await asyncio.wait_for(event.wait(), timeout)
-    except TimeoutError:
-        return False
-    return True
 
 
 class RealtimeEngine:
