@@ -23,7 +23,6 @@ by ``event_id`` are ``sideband.py``'s.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import time
@@ -37,9 +36,7 @@ from agents.realtime.model_events import (
     RealtimeModelEndOfStreamEvent,
     RealtimeModelErrorEvent,
     RealtimeModelEvent,
-    RealtimeModelOtherEvent,
     RealtimeModelRawServerEvent,
-    RealtimeModelToolCallEvent,
 )
 from agents.realtime.model_inputs import (
     RealtimeModelSendAudio,
@@ -52,34 +49,21 @@ from agents.realtime.model_inputs import (
 )
 
 from callserver.engines.base import ControlObserver, FrameTap, ReattachPolicy, Takeover
+from callserver.engines.live.backend import BackendCalls
 from callserver.engines.live.sideband import SendFirst, SidebandConnection, StreamOver
 from callserver.engines.live.tools import backend_update, function_tools
 from callserver.engines.live.turns import TurnTracker
-from callserver.engines.signals import Signal
 from callserver.graph.spec import BuiltLive
 
 log = logging.getLogger(__name__)
 
 MAX_APPEND_CHARS = 1800
 """Appended instructions are limited to 500 tokens; ~3.6 characters per token is safe."""
-TERMINAL_RESPONSE_EVENTS = frozenset(
-    {"response.completed", "response.done", "response.incomplete", "response.failed"}
-)
 STOP_SPEAKING = (
     "Stop speaking now: what you were saying breaks one of your rules. Do not finish it or "
     "repeat it. Apologise briefly and carry on with the caller."
 )
 NO_CLIENT_WORK = "There is nothing to look up for this: answer the caller yourself."
-
-
-@dataclasses.dataclass(slots=True)
-class _Backend:
-    """One delegated Responses response: its function calls still waiting for an output."""
-
-    pending: set[str] = dataclasses.field(default_factory=set)
-    outputs: int = 0
-    completed: bool = False
-    continued: bool = False
 
 
 def _text_of(user_input: Any) -> str:
@@ -115,11 +99,7 @@ class LiveSidebandModel(RealtimeModel):
         self.connection: SidebandConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._turns = TurnTracker(live.settings.turn_gap, time.monotonic)
-        self._backends: dict[str, _Backend] = {}
-        self._current: dict[str, str] = {}
-        """delegation id -> its current backend response id."""
-        self._owner: dict[str, str] = {}
-        """function call id -> the backend response it belongs to."""
+        self._backend = BackendCalls()
         self._interrupted: set[str] = set()
         self._delegation: str | None = None
         """The delegation (prompt + tools) last sent, to skip updates that change nothing."""
@@ -199,7 +179,7 @@ class LiveSidebandModel(RealtimeModel):
     @property
     def pending_tool_calls(self) -> int:
         """Delegated function calls handed to the session that still wait for an output."""
-        return len(self._owner)
+        return self._backend.pending
 
     async def send_event_if(self, event: RealtimeModelSendEvent, send_if: Any) -> bool:
         if not send_if():
@@ -242,23 +222,8 @@ class LiveSidebandModel(RealtimeModel):
                 },
             }
         )
-        owner = self._owner.pop(call_id, None)
-        backend = self._backends.get(owner) if owner is not None else None
-        if backend is None:
-            if event.start_response:
-                await self._respond()
-            return
-        backend.pending.discard(call_id)
-        backend.outputs += 1
-        await self._maybe_continue(owner, backend)
-
-    async def _maybe_continue(self, response_id: str | None, backend: _Backend) -> None:
-        """``response.create`` once the backend response is complete (so every function call
-        of it is known) and each call has its output: appending results does not continue."""
-        if backend.completed and not backend.pending and backend.outputs and not backend.continued:
-            backend.continued = True
-            if response_id is not None:
-                self._backends.pop(response_id, None)
+        respond = self._backend.output_sent(call_id)
+        if respond or (respond is None and event.start_response):
             await self._respond()
 
     async def _respond(self) -> None:
@@ -362,7 +327,10 @@ class LiveSidebandModel(RealtimeModel):
         elif kind == "session.input_transcript.delta" and isinstance(delta, str):
             events += self._turns.input(delta)
         elif kind == "response.event":
-            events += await self._backend_event(message)
+            step = self._backend.event(message)
+            events += step.events
+            if step.respond:
+                await self._respond()
         elif kind == "session.delegation.created":
             await self._delegation_created(message)
         elif kind == "error":
@@ -384,55 +352,3 @@ class LiveSidebandModel(RealtimeModel):
                     "content": NO_CLIENT_WORK,
                 }
             )
-
-    async def _backend_event(self, message: dict[str, Any]) -> list[RealtimeModelEvent]:
-        inner = message.get("event")
-        if not isinstance(inner, dict):
-            return []
-        delegation = str(message.get("delegation_id") or "-")
-        kind = inner.get("type")
-        response = inner.get("response") if isinstance(inner.get("response"), dict) else {}
-        if kind == "response.created" and isinstance(response.get("id"), str):
-            self._current[delegation] = response["id"]
-            self._backends.setdefault(response["id"], _Backend())
-            return []
-        if kind == "response.output_item.done":
-            item = inner.get("item") or {}
-            if item.get("type") != "function_call" or not isinstance(item.get("call_id"), str):
-                return []
-            owner = self._current.get(delegation, f"delegation:{delegation}")
-            self._backends.setdefault(owner, _Backend()).pending.add(item["call_id"])
-            self._owner[item["call_id"]] = owner
-            return [
-                RealtimeModelToolCallEvent(
-                    name=str(item.get("name")),
-                    call_id=item["call_id"],
-                    arguments=str(item.get("arguments") or "{}"),
-                    id=item.get("id") if isinstance(item.get("id"), str) else None,
-                )
-            ]
-        if kind in TERMINAL_RESPONSE_EVENTS:
-            return await self._backend_done(delegation, response)
-        return []
-
-    async def _backend_done(
-        self, delegation: str, response: dict[str, Any]
-    ) -> list[RealtimeModelEvent]:
-        """A backend response ended: all its function calls are known now. Continue at once
-        if their outputs were all sent already; otherwise the last output continues."""
-        response_id = response.get("id") if isinstance(response.get("id"), str) else None
-        owner = response_id or self._current.get(delegation, f"delegation:{delegation}")
-        backend = self._backends.get(owner)
-        if backend is not None:
-            backend.completed = True
-            if not backend.pending and not backend.outputs:
-                self._backends.pop(owner, None)  # no function calls: nothing to continue
-            else:
-                await self._maybe_continue(owner, backend)
-        usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
-        tokens = {
-            k: usage[k]
-            for k in ("input_tokens", "output_tokens", "total_tokens")
-            if isinstance(usage.get(k), int) and not isinstance(usage.get(k), bool)
-        }
-        return [RealtimeModelOtherEvent(data=Signal("usage", usage=tokens))] if tokens else []
