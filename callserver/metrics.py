@@ -13,7 +13,6 @@ unknown or too many, because every distinct label value is a time series kept fo
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterable
 
@@ -21,9 +20,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder, generate_latest
 
 from callserver.calls.records import CallRecord
-
-OTHER = "other"
-NONE = "none"
+from callserver.metric_labels import (
+    ANALYSIS_OUTCOMES,
+    KNOWN_END_REASONS,
+    OTHER,
+    OUTBOUND_OUTCOMES,
+    BoundedLabel,
+    call_outcome,
+)
 
 ACCEPT_LATENCY_BUCKETS: tuple[float, ...] = (
     0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
@@ -54,113 +58,6 @@ ANALYSIS_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 """A post-call analysis is one text-model request: about 1-10 s, longer with retries."""
 
-ANALYSIS_OUTCOMES: tuple[str, ...] = (
-    "completed",
-    "http_error",
-    "timeout",
-    "network_error",
-    "bad_response",
-    "refusal",
-    "incomplete",
-    "invalid_output",
-    "interrupted",
-)
-"""``completed``, or why an analysis failed (``callserver.records.responses_client``)."""
-
-KNOWN_END_REASONS: frozenset[str] = frozenset(
-    {
-        "caller_hangup",
-        "agent_end_call",
-        "transferred",
-        "idle_timeout",
-        "admin_hangup",
-        "max_duration",
-        "shutdown",
-        "caller_gone",
-        "accept_failed",
-        "connect_failed",
-        "internal_error",
-        "rejected:route",
-        "rejected:precheck",
-        "rejected:capacity",
-        "rejected:registry",
-        "twilio_hangup",
-        "dtmf_end_call",
-        "decided_elsewhere",
-        "control_lost",
-        "hangup_requested",
-        "session_expired",
-        "content_policy",
-        "connection_lost",
-        "session_closed",
-    }
-)
-"""End reasons the code base produces. Others (e.g. transfer tool names used as reasons) are
-added with :meth:`Metrics.allow_end_reasons` when the config is loaded, or count as "other"."""
-
-_FAILED_AFTER_ACCEPT = frozenset({"internal_error", "connect_failed"})
-_LABEL_SAFE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
-
-
-class _BoundedLabel:
-    """Maps raw values to a bounded set of label values.
-
-    ``allowed`` values always pass. Other values pass only while ``open_slots`` distinct
-    ones have not been used yet (and they look like identifiers, not free text); after that
-    they become ``"other"``. A closed label (``open_slots=0``) only takes ``allowed``.
-    """
-
-    def __init__(self, allowed: Iterable[str] = (), *, open_slots: int) -> None:
-        self._allowed = set(allowed)
-        self._open_slots = open_slots
-        self._seen: set[str] = set()
-        self._lock = threading.Lock()
-
-    def allow(self, values: Iterable[str]) -> None:
-        with self._lock:
-            self._allowed.update(v for v in values if _LABEL_SAFE.match(v))
-
-    def __call__(self, value: str | None) -> str:
-        if value is None or value == "":
-            return NONE
-        with self._lock:
-            if value in self._allowed or value in self._seen:
-                return value
-            if len(self._seen) < self._open_slots and _LABEL_SAFE.match(value):
-                self._seen.add(value)
-                return value
-        return OTHER
-
-
-OUTBOUND_OUTCOMES = {
-    "completed": "completed",
-    "voicemail": "completed",
-    "busy": "unanswered",
-    "no_answer": "unanswered",
-    "rejected": "rejected",
-    "failed": "failed",
-    "unknown": "failed",
-}
-"""An outbound call's outcome -> the coarse outcome (``unanswered``: nobody picked up)."""
-
-
-def call_outcome(record: CallRecord) -> str:
-    """Coarse result of a call, for dashboards: completed, rejected, abandoned or failed.
-
-    ``abandoned`` = the caller hung up before we answered; ``failed`` = we could not answer
-    or the session broke. Transfers count as completed (the end reason tells them apart).
-    """
-    if record.outbound is not None:
-        return OUTBOUND_OUTCOMES.get(str(record.outbound.get("outcome")), "failed")
-    reason = record.end_reason or ""
-    if reason.startswith("rejected"):
-        return "rejected"
-    if record.accepted_mono is None:
-        return "abandoned" if reason == "caller_gone" else "failed"
-    if reason in _FAILED_AFTER_ACCEPT:
-        return "failed"
-    return "completed"
-
 
 class Metrics:
     """Every metric callserver exports, in a registry of its own.
@@ -181,14 +78,14 @@ class Metrics:
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self._graph = _BoundedLabel(graphs, open_slots=max_graphs)
-        self._tool = _BoundedLabel(tools, open_slots=max_tools)
-        self._end_reason = _BoundedLabel(KNOWN_END_REASONS | set(end_reasons), open_slots=0)
-        self._webhook_reason = _BoundedLabel((), open_slots=30)
-        self._admission_reason = _BoundedLabel((), open_slots=20)
-        self._action = _BoundedLabel(("accept", "reject", "hangup", "refer"), open_slots=10)
-        self._tool_outcome = _BoundedLabel(("ok", "error", "timeout", "running"), open_slots=10)
-        self._error_code = _BoundedLabel((), open_slots=50)
+        self._graph = BoundedLabel(graphs, open_slots=max_graphs)
+        self._tool = BoundedLabel(tools, open_slots=max_tools)
+        self._end_reason = BoundedLabel(KNOWN_END_REASONS | set(end_reasons), open_slots=0)
+        self._webhook_reason = BoundedLabel((), open_slots=30)
+        self._admission_reason = BoundedLabel((), open_slots=20)
+        self._action = BoundedLabel(("accept", "reject", "hangup", "refer"), open_slots=10)
+        self._tool_outcome = BoundedLabel(("ok", "error", "timeout", "running"), open_slots=10)
+        self._error_code = BoundedLabel((), open_slots=50)
         self._active_calls: dict[str, str] = {}
         self._active_lock = threading.Lock()
 
@@ -228,7 +125,7 @@ class Metrics:
             "Webhook deliveries ignored because they were already handled.",
             registry=r,
         )
-        self._engine = _BoundedLabel(("realtime", "live"), open_slots=0)
+        self._engine = BoundedLabel(("realtime", "live"), open_slots=0)
         self._other_engine = Counter(
             "callserver_webhook_other_engine_total",
             "Incoming-call webhooks answered 2xx and left alone because the routed graph runs "
@@ -306,7 +203,7 @@ class Metrics:
             ["result"],
             registry=r,
         )
-        self._analysis_outcome = _BoundedLabel(ANALYSIS_OUTCOMES, open_slots=0)
+        self._analysis_outcome = BoundedLabel(ANALYSIS_OUTCOMES, open_slots=0)
         self._analyses = Counter(
             "callserver_analyses_total",
             "Post-call analyses finished, by outcome: completed, or why one failed "
@@ -334,7 +231,7 @@ class Metrics:
             ["dialer", "outcome"],
             registry=r,
         )
-        self._outbound_label = _BoundedLabel((*OUTBOUND_OUTCOMES, "live", "twilio"), open_slots=0)
+        self._outbound_label = BoundedLabel((*OUTBOUND_OUTCOMES, "live", "twilio"), open_slots=0)
         self._draining.set(0)
 
     # ---- label sets that follow the config --------------------------------------------------

@@ -8,7 +8,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from callserver.calls.records import CallRecord, CallState, ToolCall
-from callserver.metrics import Metrics, call_outcome
+from callserver.metric_labels import call_outcome
+from callserver.metrics import Metrics
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

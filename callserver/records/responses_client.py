@@ -30,7 +30,7 @@ RETRYABLE_STATUS = frozenset({408, 409, 429})
 
 class AnalysisFailure(Exception):
     """Why an analysis has no result. ``code`` is one of
-    :data:`callserver.metrics.ANALYSIS_OUTCOMES` (other than ``completed``)."""
+    :data:`callserver.metric_labels.ANALYSIS_OUTCOMES` (other than ``completed``)."""
 
     def __init__(
         self,
