@@ -200,9 +200,9 @@ async def test_owner_learns_it_lost_a_call(cluster: Cluster) -> None:
     await start_calls(stalled, ["rtc_1"])
     reg_b = cluster.registry("b")  # a survivor, sweeping by hand
     await asyncio.sleep(LEASE_S + 0.05)
-    assert await reg_b.claim_orphan("rtc_1") == 1  # a survivor took it over
-    assert await reg_b.claim_orphan("rtc_1") == 0  # ... exactly once
-    await reg_b.finish_orphan("rtc_1")
+    assert await reg_b.orphans.claim("rtc_1") == 1  # a survivor took it over
+    assert await reg_b.orphans.claim("rtc_1") == 0  # ... exactly once
+    await reg_b.orphans.finish("rtc_1")
     assert await stalled.renew_leases() == ["rtc_1"]  # the owner wakes up and learns it
     assert await stalled.renew_leases() == []  # reported once
     record = await reg_b.get("rtc_1")

@@ -307,7 +307,7 @@ class Coordinator:
 
     async def sweep_once(self) -> list[str]:
         """Reap every expired call this instance manages to claim; returns their ids."""
-        expired = await self.registry.expired_calls()
+        expired = await self.registry.orphans.expired()
         if not expired:
             return []
         results = await asyncio.gather(*(self._reap(c) for c in expired), return_exceptions=True)
@@ -321,7 +321,7 @@ class Coordinator:
 
     async def _reap(self, call_id: str, *, note: str | None = None) -> bool:
         """Claim an expired call, hang it up, record it ended as ``owner_lost``."""
-        attempts = await self.registry.claim_orphan(call_id)
+        attempts = await self.registry.orphans.claim(call_id)
         if not attempts:
             return False
         if self._on_adopt is not None and note is None:
@@ -336,16 +336,16 @@ class Coordinator:
         except asyncio.CancelledError:
             # Stopping mid-hangup: hand the orphan back so another sweep finishes the job.
             with contextlib.suppress(Exception):
-                await asyncio.shield(self.registry.requeue_orphan(call_id))
+                await asyncio.shield(self.registry.orphans.requeue(call_id))
             raise
         except Exception as exc:
             if attempts < self._max_attempts:
                 log.error("orphan hangup failed, will retry: %s", exc, extra={"call_id": call_id})
-                await self.registry.requeue_orphan(call_id)
+                await self.registry.orphans.requeue(call_id)
                 return False
             note = f"orphan hangup failed after {attempts} attempts: {exc}"
             log.error(note, extra={"call_id": call_id})
-        await self.registry.finish_orphan(call_id, note=note)
+        await self.registry.orphans.finish(call_id, note=note)
         return True
 
     async def _hangup(self, call_id: str) -> None:

@@ -33,6 +33,7 @@ from callserver.calls import redis_codec, redis_scripts
 from callserver.calls.records import CallRecord, CallState
 from callserver.calls.redis_client import run_op
 from callserver.calls.redis_moves import RedisMoves
+from callserver.calls.redis_orphans import RedisOrphans
 from callserver.calls.redis_sids import RedisCallSids
 from callserver.calls.redis_slots import RedisSlots
 from callserver.calls.registry import InMemoryRegistry, RegistryUnavailable, min_cap
@@ -106,10 +107,17 @@ class RedisRegistry:
         self.moves = RedisMoves(
             client, self._key, self._op, instance_id=instance_id, lease_ms=self._lease_ms
         )
+        self.orphans = RedisOrphans(
+            client,
+            self._key,
+            self._op,
+            owns=lambda call_id: call_id in self._owned,
+            ended_ttl_s=self._ended_ttl,
+            write_ended=self._write_ended,
+            release_slot=self.slots.release_remote,
+        )
         self._put = client.register_script(redis_scripts.PUT_RECORD)
         self._renew = client.register_script(redis_scripts.RENEW)
-        self._claim_orphan = client.register_script(redis_scripts.CLAIM_ORPHAN)
-        self._expired = client.register_script(redis_scripts.EXPIRED)
         self._locate = client.register_script(redis_scripts.LOCATE)
 
     # ---- keys and the one place Redis errors are translated --------------------------------
@@ -352,45 +360,6 @@ class RedisRegistry:
         for call_id, (record, sids) in list(self._pending_finish.items()):
             await self._write_finished(record, sids)
             self._pending_finish.pop(call_id, None)
-
-    async def expired_calls(self, limit: int = 100) -> list[str]:
-        """Calls of other instances whose lease has expired (their owner looks dead)."""
-        ids: list[str] = await self._op(
-            "list expired", lambda: self._expired(keys=[self._live_key], args=[limit])
-        )
-        return [i for i in ids if i not in self._owned]
-
-    async def claim_orphan(self, call_id: str) -> int:
-        """Atomically take over an expired call; the sweep attempt number, or 0 if not ours."""
-        keys = [self._live_key, self._key("call:", call_id)]
-        attempts = int(
-            await self._op(
-                "claim orphan",
-                lambda: self._claim_orphan(keys=keys, args=[call_id, self._ended_ttl]),
-            )
-        )
-        return max(attempts, 0)
-
-    async def requeue_orphan(self, call_id: str) -> None:
-        """Put a claimed orphan back as expired, so the next sweep (anyone's) retries it."""
-        await self._op("requeue orphan", lambda: self.client.zadd(self._live_key, {call_id: 0}))
-
-    async def finish_orphan(self, call_id: str, *, note: str | None = None) -> None:
-        """Record a claimed orphan as ended with reason ``owner_lost`` and free its slot."""
-        key = self._key("call:", call_id)
-        fields = await self._op("read orphan", lambda: self.client.hgetall(key))
-        record = redis_codec.decode(fields) if fields else None
-        data = fields.get("data") if fields else None
-        if record is not None and note:
-            record.errors.append(note)
-            data = redis_codec.encode(record)
-
-        ended = {"state": CallState.ENDED.value, "end_reason": "owner_lost"}
-        if data:
-            ended["data"] = data
-        sids = [record.twilio_call_sid] if record and record.twilio_call_sid else []
-        await self._write_ended(call_id, ended, sids)  # other links expire with their TTL
-        await self.slots.release_remote(call_id)
 
     async def publish_request(self, owner: str, request: dict[str, str]) -> int:
         """Send a request to ``owner``'s channel; the number of subscribers that received it."""
