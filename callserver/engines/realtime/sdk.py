@@ -7,19 +7,72 @@ upgrade is checked here (and by ``tests/test_sdk_contract.py``), nowhere else.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from agents.realtime import RealtimeAgent, RealtimeRunConfig
+from agents.realtime import RealtimeAgent, RealtimeRunConfig, openai_realtime
 from agents.realtime.config import RealtimeSessionModelSettings
 from agents.realtime.model import RealtimeModelConfig
 from agents.realtime.openai_realtime import OpenAIRealtimeSIPModel, TransportConfig
+from pydantic import TypeAdapter
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as connect_websocket
 
 from callserver.engines.base import ControlObserver, FrameTap, ReattachPolicy
 from callserver.engines.realtime.connection import ReattachingConnection
 
+
+@functools.cache
+def _shared_adapter(type_: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(type_)
+
+
+def _type_adapter(type_: Any, *args: Any, **kwargs: Any) -> TypeAdapter[Any]:
+    """``TypeAdapter(type_)``, built once per type.
+
+    The SDK's realtime model builds a new pydantic ``TypeAdapter`` for every raw message it
+    sends (our greeting, ``say``) and for every conversation item it receives: ~10 ms of
+    schema generation each, the largest single cost of setting up a call. An adapter is
+    immutable, so one per type is the same validation. Installed into that one SDK module
+    (checked by ``tests/test_sdk_contract.py``); anything with options is left uncached.
+    """
+    if args or kwargs:
+        return TypeAdapter(type_, *args, **kwargs)
+    return _shared_adapter(type_)
+
+
+openai_realtime.TypeAdapter = _type_adapter  # type: ignore[misc,assignment]
+
 TRANSPORT: TransportConfig = {"ping_interval": 5.0, "ping_timeout": 5.0, "handshake_timeout": 5.0}
 """Keepalive pings find a dead control connection (no close, no RST) within ~10 s; the
 handshake bound keeps one reattach attempt well inside the reattach budget."""
+
+
+MAX_FRAME = 8 * 1024 * 1024
+"""The SDK's own frame limit (a long ``session.updated`` with many tools is large)."""
+
+
+async def open_control(
+    url: str, headers: dict[str, str], transport: TransportConfig
+) -> ClientConnection:
+    """The control websocket, opened the way the SDK opens it but without
+    permessage-deflate.
+
+    A SIP control connection carries small JSON events (the audio goes over RTP), so
+    compression saves little on the wire while zlib's per-connection state is ~50 KiB:
+    a third of what an attached call costs, and CPU on every frame. A client that does not
+    offer the extension is valid for any server, so nothing depends on OpenAI's support.
+    """
+    return await connect_websocket(
+        url,
+        user_agent_header=openai_realtime._USER_AGENT,
+        additional_headers=headers,
+        max_size=transport.get("max_size", MAX_FRAME),
+        ping_interval=transport.get("ping_interval", 20.0),
+        ping_timeout=transport.get("ping_timeout", 20.0),
+        open_timeout=transport.get("handshake_timeout", 10.0),
+        compression=None,
+    )
 
 
 class CallSIPModel(OpenAIRealtimeSIPModel):
@@ -44,9 +97,11 @@ class CallSIPModel(OpenAIRealtimeSIPModel):
         self._observer = observer
         self.connection: ReattachingConnection | None = None
 
-    async def _create_websocket_connection(self, *args: Any, **kwargs: Any) -> Any:
-        async def connect() -> Any:
-            return await OpenAIRealtimeSIPModel._create_websocket_connection(self, *args, **kwargs)
+    async def _create_websocket_connection(
+        self, url: str, headers: dict[str, str], transport_config: TransportConfig | None = None
+    ) -> Any:
+        async def connect() -> ClientConnection:
+            return await open_control(url, headers, transport_config or TRANSPORT)
 
         self.connection = ReattachingConnection(
             await connect(),
