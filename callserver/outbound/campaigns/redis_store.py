@@ -27,9 +27,9 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 
 from callserver.calls.redis_client import run_op
+from callserver.outbound.campaigns.attempt import INTERRUPTED, AttemptResult
 from callserver.outbound.campaigns.spec import CampaignSpec, RowSpec
 from callserver.outbound.campaigns.store import (
-    INTERRUPTED,
     TRANSITIONS,
     CampaignInfo,
     Claim,
@@ -433,21 +433,21 @@ class RedisCampaignStore:
     async def attach_call(self, campaign_id: str, row: int, owner: str, call_id: str) -> None:
         await self._row_update(campaign_id, row, "attach", call_id, owner)
 
-    async def finish(
-        self,
-        campaign_id: str,
-        row: int,
-        owner: str,
-        attempt: int,
-        outcome: str,
-        call_id: str | None,
-        detail: str | None,
-        retry_at: float | None,
-        now: float,
-    ) -> None:
-        retry = -1 if retry_at is None else int(retry_at * 1000)
-        args = [row, owner, attempt, outcome, call_id or "", detail or "", retry, now, "0"]
-        await self._op("finish", lambda: self._finish(keys=self._keys(campaign_id), args=args))
+    async def finish(self, result: AttemptResult) -> None:
+        retry = -1 if result.retry_at is None else int(result.retry_at * 1000)
+        args = [
+            result.row,
+            result.owner,
+            result.attempt,
+            result.outcome,
+            result.call_id or "",
+            result.detail or "",
+            retry,
+            result.now,
+            "0",
+        ]
+        keys = self._keys(result.campaign_id)
+        await self._op("finish", lambda: self._finish(keys=keys, args=args))
 
     async def rows(self, campaign_id: str) -> list[RowState]:
         raw = await self._op("rows", lambda: self._redis.hgetall(self._k(campaign_id, ":rows")))

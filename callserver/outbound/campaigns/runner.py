@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from callserver.calls.outbound import OutboundRefused
 from callserver.calls.registry import RegistryUnavailable
+from callserver.outbound.campaigns.attempt import AttemptResult
 from callserver.outbound.campaigns.spec import CampaignSpec
 from callserver.outbound.campaigns.store import CampaignStore, RowState
 from callserver.outbound.live_dialer import NOT_ENABLED_MESSAGE
@@ -270,15 +271,17 @@ class CampaignRunner:
         while True:
             try:
                 await self.store.finish(
-                    campaign_id,
-                    row.row,
-                    self.owner,
-                    attempt,
-                    outcome,
-                    call_id,
-                    detail,
-                    retry_at,
-                    self._clock(),
+                    AttemptResult(
+                        campaign_id=campaign_id,
+                        row=row.row,
+                        owner=self.owner,
+                        attempt=attempt,
+                        outcome=outcome,
+                        now=self._clock(),
+                        call_id=call_id,
+                        detail=detail,
+                        retry_at=retry_at,
+                    )
                 )
                 return
             except RegistryUnavailable as exc:

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from callserver.outbound.campaigns.attempt import INTERRUPTED, AttemptResult, call_entry
 from callserver.outbound.campaigns.spec import CampaignSpec, RowSpec
 from callserver.outbound.campaigns.store import (
-    INTERRUPTED,
     TRANSITIONS,
     CampaignInfo,
     Claim,
@@ -417,56 +417,37 @@ class SqliteCampaignStore:
             )
         )
 
-    async def finish(
-        self,
-        campaign_id: str,
-        row: int,
-        owner: str,
-        attempt: int,
-        outcome: str,
-        call_id: str | None,
-        detail: str | None,
-        retry_at: float | None,
-        now: float,
-    ) -> None:
+    async def finish(self, result: AttemptResult) -> None:
         def write(conn: sqlite3.Connection) -> None:
             found = conn.execute(
                 "SELECT calls FROM campaign_rows WHERE campaign = ? AND row = ? AND "
                 "status = 'dialing' AND owner = ? AND attempts = ?",
-                (campaign_id, row, owner, attempt),
+                (result.campaign_id, result.row, result.owner, result.attempt),
             ).fetchone()
             if found is None:
                 return  # recovered meanwhile (we were thought dead): its outcome stands
             state = conn.execute(
-                "SELECT state FROM campaigns WHERE id = ?", (campaign_id,)
+                "SELECT state FROM campaigns WHERE id = ?", (result.campaign_id,)
             ).fetchone()[0]
             calls = json.loads(found[0])
-            calls.append(
-                {
-                    "attempt": attempt,
-                    "call_id": call_id,
-                    "outcome": outcome,
-                    "at": now,
-                    "error": detail,
-                }
-            )
-            again = retry_at is not None and state in ("running", "paused")
+            calls.append(result.entry())
+            again = result.retried(state)
             conn.execute(
                 "UPDATE campaign_rows SET status = ?, outcome = ?, detail = ?, next_at = ?, "
                 "calls = ?, owner = NULL, call_id = NULL WHERE campaign = ? AND row = ?",
                 (
                     "pending" if again else "done",
-                    outcome,
-                    detail,
-                    retry_at if again else None,
+                    result.outcome,
+                    result.detail,
+                    result.retry_at if again else None,
                     json.dumps(calls),
-                    campaign_id,
-                    row,
+                    result.campaign_id,
+                    result.row,
                 ),
             )
             conn.execute(
                 "UPDATE campaigns SET in_flight = in_flight - 1, updated_at = ? WHERE id = ?",
-                (now, campaign_id),
+                (result.now, result.campaign_id),
             )
 
         await self._run(write)
@@ -497,15 +478,7 @@ class SqliteCampaignStore:
             ).fetchall()
             for campaign, row, attempt, calls_json, call_id in orphans:
                 calls = json.loads(calls_json)
-                calls.append(
-                    {
-                        "attempt": attempt,
-                        "call_id": call_id,
-                        "outcome": "unknown",
-                        "at": now,
-                        "error": INTERRUPTED,
-                    }
-                )
+                calls.append(call_entry(attempt, call_id, "unknown", now, INTERRUPTED))
                 conn.execute(
                     "UPDATE campaign_rows SET status = 'done', outcome = 'unknown', detail = ?, "
                     "calls = ?, owner = NULL, call_id = NULL WHERE campaign = ? AND row = ?",

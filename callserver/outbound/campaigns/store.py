@@ -18,7 +18,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal, Protocol
 
+from callserver.outbound.campaigns.attempt import INTERRUPTED, AttemptResult
 from callserver.outbound.campaigns.spec import CampaignSpec, RowSpec
+
+__all__ = [
+    "INTERRUPTED",
+    "AttemptResult",
+    "CampaignInfo",
+    "CampaignStore",
+    "Claim",
+    "RowState",
+    "TransitionError",
+]
 
 CampaignState = Literal["running", "paused", "cancelled", "completed"]
 RowStatus = Literal["pending", "dialing", "done", "skipped", "cancelled"]
@@ -29,7 +40,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "cancelled": frozenset(),
     "completed": frozenset(),
 }
-INTERRUPTED = "the instance placing this call stopped during the attempt; not retried"
 
 
 CATCH_UP_S = 2.0
@@ -179,19 +189,9 @@ class CampaignStore(Protocol):
 
     async def attach_call(self, campaign_id: str, row: int, owner: str, call_id: str) -> None: ...
 
-    async def finish(
-        self,
-        campaign_id: str,
-        row: int,
-        owner: str,
-        attempt: int,
-        outcome: str,
-        call_id: str | None,
-        detail: str | None,
-        retry_at: float | None,
-        now: float,
-    ) -> None:
-        """The attempt ended: pending again at ``retry_at``, or done with ``outcome``."""
+    async def finish(self, result: AttemptResult) -> None:
+        """The attempt ended: pending again at ``result.retry_at``, or done with its
+        outcome; nothing if the row is no longer this owner's attempt in flight."""
 
     async def complete_if_done(self, campaign_id: str) -> bool:
         """Mark a running campaign completed when no row is pending or in flight."""
