@@ -12,6 +12,8 @@ import dataclasses
 from typing import Any
 
 INTERRUPTED = "the instance placing this call stopped during the attempt; not retried"
+UNKNOWN = "unknown"
+"""The outcome of an attempt nobody can tell the end of (a call may have been placed)."""
 RETRY_STATES: frozenset[str] = frozenset({"running", "paused"})
 """Campaign states that keep a scheduled retry: a paused campaign resumes with it; a
 cancelled or completed one has no pending rows, so the attempt is final."""
@@ -55,3 +57,20 @@ class AttemptResult:
     def entry(self) -> dict[str, Any]:
         """This attempt's entry in the row's call history."""
         return call_entry(self.attempt, self.call_id, self.outcome, self.now, self.detail)
+
+
+def interrupted(
+    campaign_id: str, row: int, owner: str, attempt: int, call_id: str | None, now: float
+) -> AttemptResult:
+    """The end ``recover`` writes for a claim whose runner is gone: ``unknown`` and final
+    (never retried: the call may have gone out)."""
+    return AttemptResult(
+        campaign_id=campaign_id,
+        row=row,
+        owner=owner,
+        attempt=attempt,
+        outcome=UNKNOWN,
+        now=now,
+        call_id=call_id,
+        detail=INTERRUPTED,
+    )

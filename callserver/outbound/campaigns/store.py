@@ -20,9 +20,11 @@ from typing import Any, Literal, Protocol
 
 from callserver.outbound.campaigns.attempt import INTERRUPTED, AttemptResult
 from callserver.outbound.campaigns.spec import CampaignSpec, RowSpec
+from callserver.outbound.campaigns.transitions import TRANSITIONS, TransitionError
 
 __all__ = [
     "INTERRUPTED",
+    "TRANSITIONS",
     "AttemptResult",
     "CampaignInfo",
     "CampaignStore",
@@ -34,12 +36,6 @@ __all__ = [
 CampaignState = Literal["running", "paused", "cancelled", "completed"]
 RowStatus = Literal["pending", "dialing", "done", "skipped", "cancelled"]
 ROW_STATUSES: tuple[str, ...] = ("pending", "dialing", "done", "skipped", "cancelled")
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "running": frozenset({"paused", "cancelled", "completed"}),
-    "paused": frozenset({"running", "cancelled"}),
-    "cancelled": frozenset(),
-    "completed": frozenset(),
-}
 
 
 CATCH_UP_S = 2.0
@@ -64,10 +60,6 @@ def next_pace_slot(next_slot: float, now: float, interval: float) -> float:
     if now - next_slot < max(2 * interval, CATCH_UP_S):
         return next_slot + interval
     return now + interval
-
-
-class TransitionError(ValueError):
-    """A campaign cannot go from its state to the one asked (e.g. resume a cancelled one)."""
 
 
 @dataclasses.dataclass(slots=True)
