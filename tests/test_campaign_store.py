@@ -15,11 +15,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from callserver.outbound.campaigns.attempt import AttemptResult
+from callserver.outbound.campaigns import redis_scripts
+from callserver.outbound.campaigns.attempt import INTERRUPTED as ATTEMPT_INTERRUPTED
+from callserver.outbound.campaigns.attempt import AttemptResult, interrupted
+from callserver.outbound.campaigns.records import initial_row, row_state
 from callserver.outbound.campaigns.redis_store import RedisCampaignStore
 from callserver.outbound.campaigns.spec import CampaignSpec, RowSpec
 from callserver.outbound.campaigns.sqlite_store import SqliteCampaignStore
 from callserver.outbound.campaigns.store import INTERRUPTED, CampaignStore, TransitionError
+from callserver.outbound.campaigns.transitions import allowed_from, check_transition
 from tests.redis_support import TEST_REDIS_URL, client_for, delete_prefix, require_redis
 
 SPEC = CampaignSpec(graph="reminders", calls_per_minute=600, max_concurrent=2)
@@ -222,3 +226,40 @@ def test_attempt_result_is_one_frozen_keyword_only_value() -> None:
         "at": NOW,
         "error": None,
     }
+
+
+def test_recovered_attempts_are_unknown_and_final() -> None:
+    ended = interrupted("cmp_1", 1, "dead", 2, "out_1", NOW)
+    assert ended.outcome == "unknown" and ended.detail == INTERRUPTED == ATTEMPT_INTERRUPTED
+    assert not ended.retried("running")
+    assert ended.entry()["call_id"] == "out_1" and ended.entry()["attempt"] == 2
+
+
+def test_transitions_are_checked_one_way_for_both_stores() -> None:
+    check_transition("running", "paused")
+    check_transition("paused", "paused")  # staying is no error
+    with pytest.raises(TransitionError, match="campaign is cancelled: it cannot become running"):
+        check_transition("cancelled", "running")
+    assert allowed_from("running") == "paused"
+    assert allowed_from("cancelled").split() == ["running", "paused"]
+    assert allowed_from("completed") == "running"
+
+
+def test_rows_start_and_read_back_alike() -> None:
+    pending = initial_row(ROWS[1], NOW)
+    assert pending["status"] == "pending" and pending["next_at"] == NOW
+    assert pending["outcome"] is None and pending["variables"] == {"name": "B"}
+    skipped = initial_row(ROWS[3], NOW)
+    assert skipped["status"] == "skipped" and skipped["next_at"] is None
+    assert skipped["outcome"] == "dnc"
+    row = row_state(pending)
+    assert (row.row, row.to, row.timezone, row.attempts) == (2, "+14155550002", "Europe/Paris", 0)
+    assert row.calls == [] and row.owner is None and row.call_id is None
+
+
+def test_redis_scripts_take_the_shared_constants() -> None:
+    """The Lua copies of the pace's catch-up bound and the retry states come from Python."""
+    assert "math.max(2 * interval, 2000)" in redis_scripts.CLAIM
+    assert "(state == 'paused' or state == 'running')" in redis_scripts.FINISH
+    for script in (redis_scripts.CLAIM, redis_scripts.FINISH):
+        assert "CATCH_UP_MS" not in script and "RETRY_STATES" not in script
