@@ -21,6 +21,8 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CampaignKeys:
+    """The key names under one prefix (several deployments may share one Redis)."""
+
     prefix: str
 
     @property
@@ -29,6 +31,7 @@ class CampaignKeys:
         return f"{self.prefix}camps"
 
     def campaign(self, campaign_id: str, part: str = "") -> str:
+        """The campaign's hash (``part`` empty) or one of its keys (``":rows"``, ...)."""
         return f"{self.prefix}camp:{campaign_id}{part}"
 
     def rows(self, campaign_id: str) -> list[str]:

@@ -23,15 +23,24 @@ from callserver.outbound.campaigns.spec import CampaignSpec, RowSpec
 from callserver.outbound.campaigns.transitions import TRANSITIONS, TransitionError
 
 __all__ = [
+    "CATCH_UP_S",
     "INTERRUPTED",
+    "ROW_STATUSES",
     "TRANSITIONS",
     "AttemptResult",
     "CampaignInfo",
+    "CampaignState",
     "CampaignStore",
     "Claim",
     "RowState",
+    "RowStatus",
     "TransitionError",
+    "next_pace_slot",
+    "pace_wait",
 ]
+"""``INTERRUPTED``, ``TRANSITIONS`` and ``TransitionError`` moved to ``attempt`` and
+``transitions`` (I/O-free rules both stores share) and stay importable from here, with
+``AttemptResult`` (what ``finish`` takes), for code that only knows the protocol."""
 
 CampaignState = Literal["running", "paused", "cancelled", "completed"]
 RowStatus = Literal["pending", "dialing", "done", "skipped", "cancelled"]
