@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 
 from callserver.calls.outbound import OutboundRefused
 from callserver.calls.registry import RegistryUnavailable
+from callserver.outbound.campaigns.attempt import AttemptResult
 from callserver.outbound.campaigns.spec import CampaignSpec
 from callserver.outbound.campaigns.store import CampaignStore, RowState
 from callserver.outbound.live_dialer import NOT_ENABLED_MESSAGE
@@ -216,6 +218,25 @@ class CampaignRunner:
             dialer=spec.dialer,
         )
         meta = {"campaign_id": campaign_id, "row": row.row, "attempt": attempt}
+
+        def ended(
+            outcome: str,
+            call_id: str | None = None,
+            detail: str | None = None,
+            retry_at: float | None = None,
+        ) -> AttemptResult:
+            return AttemptResult(
+                campaign_id=campaign_id,
+                row=row.row,
+                owner=owner,
+                attempt=attempt,
+                outcome=outcome,
+                now=self._clock(),
+                call_id=call_id,
+                detail=detail,
+                retry_at=retry_at,
+            )
+
         try:
             dialed = await self._outbound.place(request, campaign=meta, dnc=spec.do_not_call)
         except Blocked:
@@ -226,12 +247,12 @@ class CampaignRunner:
             await store.unclaim(campaign_id, row.row, owner)  # not dialed: due again
             return
         except RequestError as exc:  # e.g. a reload removed the graph: nothing dialed, final
-            await self._finish(campaign_id, row, attempt, "failed", None, exc.message, None)
+            await self._finish(ended("failed", detail=exc.message))
             return
         except Exception:
             # Not knowing whether a call went out, the row is never dialed again.
             log.exception("campaign attempt failed", extra={"campaign_id": campaign_id})
-            await self._finish(campaign_id, row, attempt, "unknown", None, "internal error", None)
+            await self._finish(ended("unknown", detail="internal error"))
             return
         call_id = dialed.record.call_id
         with contextlib.suppress(RegistryUnavailable):
@@ -251,39 +272,23 @@ class CampaignRunner:
             )
             return
         retry_at = spec.retry.retry_at(outcome, attempt, self._clock())
-        await self._finish(campaign_id, row, attempt, outcome, call_id, info.get("error"), retry_at)
+        await self._finish(ended(outcome, call_id, info.get("error"), retry_at))
 
-    async def _finish(
-        self,
-        campaign_id: str,
-        row: RowState,
-        attempt: int,
-        outcome: str,
-        call_id: str | None,
-        detail: str | None,
-        retry_at: float | None,
-    ) -> None:
+    async def _finish(self, result: AttemptResult) -> None:
         """Write the attempt's outcome; retried while the store is unreachable (the row
-        stays ``dialing`` meanwhile: never due, never dialed)."""
+        stays ``dialing`` meanwhile: never due, never dialed). Each try is stamped with
+        the time it is made."""
         deadline = time.monotonic() + FINISH_RETRY_S
         delay = 0.1
         while True:
             try:
-                await self.store.finish(
-                    campaign_id,
-                    row.row,
-                    self.owner,
-                    attempt,
-                    outcome,
-                    call_id,
-                    detail,
-                    retry_at,
-                    self._clock(),
-                )
+                await self.store.finish(dataclasses.replace(result, now=self._clock()))
                 return
             except RegistryUnavailable as exc:
                 if time.monotonic() > deadline:
-                    log.error("campaign outcome lost: %s", exc, extra={"campaign_id": campaign_id})
+                    log.error(
+                        "campaign outcome lost: %s", exc, extra={"campaign_id": result.campaign_id}
+                    )
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -18,18 +18,33 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal, Protocol
 
+from callserver.outbound.campaigns.attempt import INTERRUPTED, AttemptResult
 from callserver.outbound.campaigns.spec import CampaignSpec, RowSpec
+from callserver.outbound.campaigns.transitions import TRANSITIONS, TransitionError
+
+__all__ = [
+    "CATCH_UP_S",
+    "INTERRUPTED",
+    "ROW_STATUSES",
+    "TRANSITIONS",
+    "AttemptResult",
+    "CampaignInfo",
+    "CampaignState",
+    "CampaignStore",
+    "Claim",
+    "RowState",
+    "RowStatus",
+    "TransitionError",
+    "next_pace_slot",
+    "pace_wait",
+]
+"""``INTERRUPTED``, ``TRANSITIONS`` and ``TransitionError`` moved to ``attempt`` and
+``transitions`` (I/O-free rules both stores share) and stay importable from here, with
+``AttemptResult`` (what ``finish`` takes), for code that only knows the protocol."""
 
 CampaignState = Literal["running", "paused", "cancelled", "completed"]
 RowStatus = Literal["pending", "dialing", "done", "skipped", "cancelled"]
 ROW_STATUSES: tuple[str, ...] = ("pending", "dialing", "done", "skipped", "cancelled")
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "running": frozenset({"paused", "cancelled", "completed"}),
-    "paused": frozenset({"running", "cancelled"}),
-    "cancelled": frozenset(),
-    "completed": frozenset(),
-}
-INTERRUPTED = "the instance placing this call stopped during the attempt; not retried"
 
 
 CATCH_UP_S = 2.0
@@ -54,10 +69,6 @@ def next_pace_slot(next_slot: float, now: float, interval: float) -> float:
     if now - next_slot < max(2 * interval, CATCH_UP_S):
         return next_slot + interval
     return now + interval
-
-
-class TransitionError(ValueError):
-    """A campaign cannot go from its state to the one asked (e.g. resume a cancelled one)."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -179,19 +190,9 @@ class CampaignStore(Protocol):
 
     async def attach_call(self, campaign_id: str, row: int, owner: str, call_id: str) -> None: ...
 
-    async def finish(
-        self,
-        campaign_id: str,
-        row: int,
-        owner: str,
-        attempt: int,
-        outcome: str,
-        call_id: str | None,
-        detail: str | None,
-        retry_at: float | None,
-        now: float,
-    ) -> None:
-        """The attempt ended: pending again at ``retry_at``, or done with ``outcome``."""
+    async def finish(self, result: AttemptResult) -> None:
+        """The attempt ended: pending again at ``result.retry_at``, or done with its
+        outcome; nothing if the row is no longer this owner's attempt in flight."""
 
     async def complete_if_done(self, campaign_id: str) -> bool:
         """Mark a running campaign completed when no row is pending or in flight."""
