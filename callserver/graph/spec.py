@@ -86,6 +86,9 @@ class BuiltGraph:
     """Set for ``engine: live`` graphs."""
     leave_message: str | None = None
     """The voicemail message for this call (``outbound.leave_message``), rendered."""
+    version: object | None = None
+    """The graph version (its ``GraphSpec``) this call was built from: engines keep what is
+    the same for every call of a version (``engines/realtime/accept_bodies.py``)."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -211,6 +214,7 @@ class GraphSpec:
                 if self.outbound is not None and self.outbound.leave_message
                 else None
             ),
+            version=self,
         )
 
 

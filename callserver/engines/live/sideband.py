@@ -93,9 +93,9 @@ class SidebandConnection:
         self.outcome: Outcome | None = None
         self.reattaches = 0
         self.gate: Gate[dict[str, Any]] = Gate(held=held)
+        """Events are held back while the call moves between instances (``gate.py``)."""
         self.heard = asyncio.Event()
         """Set at the first frame: the session streams this sideband's events."""
-        """Events are held back while the call moves between instances (``gate.py``)."""
 
     async def _connect(self) -> websockets.ClientConnection:
         return await websockets.connect(
@@ -106,6 +106,9 @@ class SidebandConnection:
             ping_interval=PING_S,
             ping_timeout=PING_S,
             close_timeout=2.0,
+            # Small JSON events only (audio is on RTP): zlib's per-connection state would
+            # cost more memory than compression saves on the wire (see realtime/sdk.py).
+            compression=None,
         )
 
     async def open(self, *, confirm: bool = False) -> None:

@@ -19,6 +19,7 @@ from callserver.engines.base import (
 )
 from callserver.engines.gate import HandOver
 from callserver.engines.realtime import sdk
+from callserver.engines.realtime.accept_bodies import AcceptBodies
 from callserver.engines.realtime.connection import ReattachingConnection, frame_id
 from callserver.engines.realtime.control import RealtimeControl
 from callserver.engines.realtime.signals import realtime_signals
@@ -120,19 +121,14 @@ class RealtimeEngine:
         self.control = RealtimeControl(rest)
         self._ws_base = ws_base(options.base_url.rstrip("/"))
         self._options = options
+        self._bodies = AcceptBodies()
 
     def url(self, call_id: str) -> str:
         """Control websocket URL for one call."""
         return f"{self._ws_base}/realtime?call_id={quote(call_id, safe='')}"
 
     async def accept_body(self, built: BuiltGraph, context: CallToolContext) -> dict[str, Any]:
-        return await sdk.accept_payload(
-            agent=built.starting_agent,
-            model_name=built.model,
-            settings=built.model_settings,
-            run_config=built.run_config,
-            context=context,
-        )
+        return await self._bodies.body(built, context)
 
     def attach(
         self,
