@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from callserver.calls.redis_client import run_op
 from callserver.graph import Config, ConfigError, load_config
 
 log = logging.getLogger(__name__)
@@ -50,6 +49,8 @@ class ConfigStore:
             }
         )
         key = self._key(config.config_hash)
+        from callserver.calls.redis_client import run_op  # redis only when configured
+
         await run_op(
             "publish config", lambda: self._client.set(key, payload, ex=TTL_S), self._timeout
         )
@@ -59,6 +60,8 @@ class ConfigStore:
         if config_hash in self._cache:
             return self._cache[config_hash]
         key = self._key(config_hash)
+        from callserver.calls.redis_client import run_op
+
         raw = await run_op("fetch config", lambda: self._client.get(key), self._timeout)
         if not raw:
             return None

@@ -14,13 +14,13 @@ import contextlib
 import dataclasses
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import Redis
-
-from callserver.calls.redis_client import run_op
 from callserver.calls.registry import RegistryUnavailable
 from callserver.webhooks.openai import IncomingCall
+
+if TYPE_CHECKING:  # the redis package is imported only when REDIS_URL is set
+    from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +101,15 @@ class BridgeBoard:
                 pipe.expire(key, ENTRY_TTL_S)
                 await pipe.execute()
 
+        from callserver.calls.redis_client import run_op
+
         await run_op("post bridge", push, 1.0)
         return True
 
     async def _poll(self) -> None:
         """While anyone waits here: take their entries from Redis every ``POLL_S``."""
+        from callserver.calls.redis_client import run_op
+
         assert self._redis is not None
         redis = self._redis
         while self._waiting:

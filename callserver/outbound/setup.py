@@ -19,7 +19,6 @@ from callserver.calls.registry_factory import default_instance_id
 from callserver.engines.live.outbound import SipTrunk, trunk_problem
 from callserver.engines.rest import DeadlineRest
 from callserver.outbound.bridge import BridgeBoard
-from callserver.outbound.campaigns.redis_store import RedisCampaignStore
 from callserver.outbound.campaigns.runner import CampaignRunner
 from callserver.outbound.campaigns.service import Campaigns
 from callserver.outbound.campaigns.sqlite_store import SqliteCampaignStore
@@ -185,6 +184,8 @@ def build_campaigns(
     """The campaigns and this instance's runner: in Redis with ``REDIS_URL``, else SQLite."""
     store: CampaignStore
     if redis is not None:
+        from callserver.outbound.campaigns.redis_store import RedisCampaignStore
+
         store = RedisCampaignStore(redis, settings.redis_key_prefix)
     else:
         store = SqliteCampaignStore(settings.campaign_db_path)

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 import httpx
 import tenacity
-from svix.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook  # svix's core, without its API client
 
 from callserver.records.outbox_store import DEAD, PENDING, OutboxRow, OutboxStore
 

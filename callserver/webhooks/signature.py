@@ -1,9 +1,13 @@
 """Standard Webhooks verification (what OpenAI signs its webhooks with).
 
-The HMAC itself is computed by ``svix``; this module adds what svix leaves coarse: a precise
-reason for every refusal (missing header, malformed timestamp, stale, future, no matching
-signature), a clock that tests can set, and robustness against malformed signature lists
-(svix raises bare ``ValueError`` on some). Messages never contain the secret or a signature.
+The HMAC itself is computed by ``standardwebhooks``, Svix's Standard Webhooks library: the
+code ``svix.webhooks.Webhook`` wraps. The server imports it directly because ``import svix``
+also loads svix's whole REST API client, 9 MiB in every process for nothing we call; the
+test kit (``callserver.testing``) signs with ``svix`` itself, so the two stay cross-checked.
+This module adds what the library leaves coarse: a precise reason for every refusal
+(missing header, malformed timestamp, stale, future, no matching signature), a clock that
+tests can set, and robustness against malformed signature lists (the library raises bare
+``ValueError`` on some). Messages never contain the secret or a signature.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
-from svix.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook
 
 from callserver.webhooks.errors import WebhookError
 
