@@ -156,3 +156,15 @@ def test_schema_covers_the_live_block() -> None:
 
     text = str(json_schema())
     assert "backend_model" in text and "'live'" in text
+
+
+def test_voice_lists_match_the_installed_openai_package() -> None:
+    """The graph loader keeps its own voice lists (importing ``openai.types.live`` costs
+    3.5 MiB in every process); the package's Live types stay the authority."""
+    from typing import get_args
+
+    from openai.types.live.built_in_voice import BuiltInVoice
+
+    from callserver.graph.fields import LIVE_ONLY_VOICES, VOICES
+
+    assert set(get_args(BuiltInVoice)) == set(VOICES) | set(LIVE_ONLY_VOICES)

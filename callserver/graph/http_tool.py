@@ -30,7 +30,6 @@ from urllib.parse import quote, urlsplit
 import httpx
 from agents import FunctionTool
 from agents.tool_context import ToolContext
-from jsonschema import Draft202012Validator
 from pydantic import SecretStr
 
 from callserver.graph.context import CallToolContext
@@ -81,6 +80,13 @@ class HttpToolRuntime:
     signing_secret: SecretStr | None = None
     signature_header: str = "X-Callserver-Signature"
     timestamp_header: str = "X-Callserver-Timestamp"
+    _validator: Any = field(init=False, repr=False, compare=False)
+    """The arguments' validator, built once per tool rather than on every call of it."""
+
+    def __post_init__(self) -> None:
+        from jsonschema import Draft202012Validator  # 2 MiB: only loaded when a graph has one
+
+        object.__setattr__(self, "_validator", Draft202012Validator(self.parameters))
 
     def function_tool(self) -> FunctionTool:
         """The SDK tool the model calls."""
@@ -98,7 +104,7 @@ class HttpToolRuntime:
             args = json.loads(args_json or "{}")
         except json.JSONDecodeError:
             return f"Error: the arguments for {self.name} were not valid JSON."
-        errors = sorted(Draft202012Validator(self.parameters).iter_errors(args), key=str)
+        errors = sorted(self._validator.iter_errors(args), key=str)
         if errors:
             return f"Error: invalid arguments for {self.name}: {errors[0].message}"
         try:

@@ -8,15 +8,12 @@ the graph's tools and handoffs). Everything here maps onto the Live accept's ``s
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal
 
-from openai.types.live.built_in_voice import BuiltInVoice
 from pydantic import Field
 
 from callserver.graph.fields import Duration, Strict
 
-LIVE_VOICES: tuple[str, ...] = get_args(BuiltInVoice)
-"""Built-in GPT-Live voices, from the installed ``openai`` package (the authority)."""
 LIVE_MODELS: tuple[str, ...] = ("gpt-live-1", "gpt-live-1.1")
 
 

@@ -9,7 +9,6 @@ from typing import Any
 from agents import FunctionTool, function_tool
 from agents.guardrail import OutputGuardrail
 from agents.strict_schema import ensure_strict_json_schema
-from jsonschema import Draft202012Validator, SchemaError
 from pydantic import SecretStr
 
 from callserver.graph.builtin_tools import end_call_tool, transfer_call_tool
@@ -149,6 +148,8 @@ def _parameters(
     if schema.get("type") != "object" or not isinstance(schema.get("properties", {}), dict):
         report(at, "must be a JSON Schema with type: object and properties")
         return None
+    from jsonschema import Draft202012Validator, SchemaError  # 2 MiB: only for HTTP tools
+
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:

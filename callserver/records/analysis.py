@@ -15,8 +15,6 @@ import json
 import time
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from callserver.graph.analysis_models import AnalysisPlan
 from callserver.graph.analysis_schema import FORMAT_NAME
 from callserver.records.post_call import event_webhook_id
@@ -136,6 +134,8 @@ def parse_answer(text: str, schema: dict[str, Any]) -> dict[str, Any]:
         value = json.loads(text)
     except ValueError as exc:
         raise AnalysisFailure("invalid_output", f"the answer is not JSON: {exc}") from None
+    from jsonschema import Draft202012Validator  # 2 MiB: loaded by the first analysis
+
     problems = [
         f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message[:160]}"
         for e in Draft202012Validator(schema).iter_errors(value)
