@@ -32,7 +32,8 @@ from callserver.testing.fake_rest import authorized, no_key_error
 from callserver.testing.live_schemas import create_errors
 
 if TYPE_CHECKING:
-    from callserver.testing.fake_live import FakeLive, FakeLiveSession
+    from callserver.testing.fake_live import FakeLive
+    from callserver.testing.fake_live_session import FakeLiveSession
 
 __all__ = ["Callee", "FakeLiveOutbound", "OutboundCreate"]
 
