@@ -48,6 +48,7 @@ from callserver.testing.replay_call import (
     Connection,
     Divergence,
 )
+from callserver.testing.replay_checks import check_end, check_rest
 from callserver.testing.replay_tools import stub_tools
 from callserver.testing.webhook_sender import new_call_id, send_webhook
 from callserver.webhooks.openai import INCOMING_EVENTS
@@ -292,13 +293,14 @@ class Replayer:
                 0.0, 0, f"routed to graph {record.graph!r}; the recording used {recorded_graph!r}"
             )
         if not replay.failed:
-            replay.check_end(record.end_reason if record else None)
-        replay.check_rest(
+            check_end(replay, record.end_reason if record else None)
+        check_rest(
+            replay,
             [
                 (r.action, r.json)
                 for r in fake.requests_for(call_id)
                 if r.action not in ("realtime", "attach", "content")
-            ]
+            ],
         )
 
     async def _end_like_recording(self, replay: CallReplay, conn: Connection) -> None:
