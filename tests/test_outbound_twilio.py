@@ -8,7 +8,9 @@ from callserver.outbound.correlation import HEADER
 from callserver.records.post_call import build_call_ended_event
 from callserver.testing import harness
 from callserver.testing.fake_openai import FakeOpenAI
-from callserver.testing.fake_twilio_api import FakeTwilio, _sip_of, _uri_headers
+from callserver.testing.fake_twilio_api import FakeTwilio
+from callserver.testing.fake_twilio_calls import sip_of as _sip_of
+from callserver.testing.fake_twilio_calls import uri_headers as _uri_headers
 from callserver.testing.harness import TEST_WEBHOOK_SECRET, free_port, run_callserver
 from callserver.testing.webhook_sender import incoming_call_event, send_webhook
 from tests.e2e import assert_idle, wait_for

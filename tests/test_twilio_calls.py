@@ -11,7 +11,7 @@ from callserver.calls.twilio_calls import StatusMemory
 from callserver.testing.fake_openai import FakeOpenAI
 from callserver.testing.harness import TEST_WEBHOOK_SECRET, RunningServer
 from tests.e2e import assert_idle, ended_record, wait_for
-from tests.test_twilio_webhooks import (
+from tests.twilio_webhook_support import (
     CALL_SID,
     CONFIG_DIR,
     PROJECT,

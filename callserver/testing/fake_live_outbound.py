@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,12 +26,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from callserver.testing import live_events as le
+from callserver.testing.fake_callee import ScriptedCallee
 from callserver.testing.fake_calls import Decision, RecordedRequest, error_body
-from callserver.testing.fake_rest import authorized, no_key_error
+from callserver.testing.fake_rest import authorized, bad_json_error, no_key_error, read_json
 from callserver.testing.live_schemas import create_errors
 
 if TYPE_CHECKING:
-    from callserver.testing.fake_live import FakeLive, FakeLiveSession
+    from callserver.testing.fake_live import FakeLive
+    from callserver.testing.fake_live_session import FakeLiveSession
 
 __all__ = ["Callee", "FakeLiveOutbound", "OutboundCreate"]
 
@@ -56,15 +57,10 @@ SCREENING_PROMPT = (
 
 
 @dataclasses.dataclass
-class Callee:
-    """How the fake callee of one number behaves."""
+class Callee(ScriptedCallee):
+    """How the fake callee of one number behaves on the Live API."""
 
     outcome: CalleeOutcome = "answer"
-    ring_s: float = 0.05
-    says: str | None = "Hello?"
-    """What a person says on answering (None: silence)."""
-    hangs_up_after: float | None = None
-    """Seconds after the answer until the callee hangs up (None: stays on)."""
 
 
 @dataclasses.dataclass
@@ -121,11 +117,9 @@ class FakeLiveOutbound:
     # -- the endpoint -------------------------------------------------------------------------
 
     async def create(self, request: Request) -> Response:
-        raw = await request.body()
-        try:
-            body: Any = json.loads(raw) if raw.strip() else None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            body = None
+        body, bad_json = await read_json(request)
+        if bad_json:
+            body = None  # refused below as unparseable, and recorded as no body
         self._live.control.requests.append(
             RecordedRequest("POST", request.url.path, None, "create", dict(request.headers), body)
         )
@@ -145,7 +139,7 @@ class FakeLiveOutbound:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if body is None:
-            return 400, error_body("We could not parse the JSON body of your request.")
+            return 400, bad_json_error()
         errors = create_errors(body)
         if errors:
             record.errors = errors

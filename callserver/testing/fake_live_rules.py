@@ -18,7 +18,8 @@ from callserver.testing import live_events as le
 from callserver.testing.live_schemas import client_event_errors
 
 if TYPE_CHECKING:
-    from callserver.testing.fake_live import FakeLive, FakeLiveSession
+    from callserver.testing.fake_live import FakeLive
+    from callserver.testing.fake_live_session import FakeLiveSession
     from callserver.testing.fake_sideband import FakeSideband
 
 Event = dict[str, Any]

@@ -26,7 +26,16 @@ from callserver.testing.fake_calls import (
 )
 from callserver.testing.webhook_sender import new_call_id
 
-__all__ = ["CallControl", "authorized", "decided", "no_key_error", "server_error"]
+__all__ = [
+    "CallControl",
+    "action_endpoint",
+    "authorized",
+    "bad_json_error",
+    "decided",
+    "no_key_error",
+    "read_json",
+    "server_error",
+]
 
 REQUEST_SCHEMAS = {
     "accept": "RealtimeSessionCreateRequestGA",
@@ -39,6 +48,8 @@ _BEARER = re.compile(r"^Bearer\s+\S+")
 #: (call_id, reason, close_code or None to drop, delay seconds): end a call's websockets.
 EndCall = Callable[[str, str, int | None, float], None]
 Result = tuple[int, Any]
+#: Handles one recorded control request: (record, parsed body, whether the JSON was bad).
+ActionHandler = Callable[[RecordedRequest, Any, bool], Awaitable[Result]]
 
 
 def authorized(headers: dict[str, str] | Any) -> bool:
@@ -60,6 +71,10 @@ def server_error() -> dict[str, Any]:
     )
 
 
+def bad_json_error() -> dict[str, Any]:
+    return error_body("We could not parse the JSON body of your request.")
+
+
 def decided() -> Result:
     """The loser of an accept/reject race, on either API (HTTP status unconfirmed: 409)."""
     return 409, error_body(
@@ -69,6 +84,44 @@ def decided() -> Result:
 
 def not_found(call_id: str | None) -> Result:
     return 404, error_body(f"Call {call_id} not found", code="call_not_found")
+
+
+async def read_json(request: Request) -> tuple[Any, bool]:
+    """The body as JSON (None when empty), and whether it failed to parse: a bad body is
+    kept as text, since the fake records what callserver sent before refusing it."""
+    raw = await request.body()
+    try:
+        return (json.loads(raw) if raw.strip() else None), False
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return raw.decode("utf-8", "replace"), True
+
+
+async def action_endpoint(
+    request: Request,
+    *,
+    id_param: str,
+    requests: list[RecordedRequest],
+    handle: ActionHandler,
+    notify: Callable[[], Awaitable[None]],
+) -> Response:
+    """``POST .../{id}/{action}`` on either API: record the request before handling it (so
+    a test sees it in flight), handle it, wake the waiters, answer (no body on None)."""
+    body, bad_json = await read_json(request)
+    record = RecordedRequest(
+        method=request.method,
+        path=request.url.path,
+        call_id=request.path_params[id_param],
+        action=request.path_params["action"],
+        headers=dict(request.headers),
+        json=body,
+    )
+    requests.append(record)
+    status, payload = await handle(record, body, bad_json)
+    record.status = status
+    await notify()
+    if payload is None:
+        return Response(status_code=status)
+    return JSONResponse(payload, status_code=status)
 
 
 class CallControl:
@@ -119,40 +172,32 @@ class CallControl:
 
     async def endpoint(self, request: Request) -> Response:
         """``POST /v1/realtime/calls/{call_id}/{action}``."""
-        raw = await request.body()
-        try:
-            body, bad_json = (json.loads(raw) if raw.strip() else None), False
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            body, bad_json = raw.decode("utf-8", "replace"), True
-        record = RecordedRequest(
-            method=request.method,
-            path=request.url.path,
-            call_id=request.path_params["call_id"],
-            action=request.path_params["action"],
-            headers=dict(request.headers),
-            json=body,
+        return await action_endpoint(
+            request,
+            id_param="call_id",
+            requests=self.requests,
+            handle=self._handle,
+            notify=self._notify,
         )
-        self.requests.append(record)
-        status, payload = await self._handle(record, body, bad_json)
-        record.status = status
-        await self._notify()
-        if payload is None:
-            return Response(status_code=status)
-        return JSONResponse(payload, status_code=status)
 
-    async def _handle(self, record: RecordedRequest, body: Any, bad_json: bool) -> Result:
+    async def precheck(self, record: RecordedRequest) -> Result | None:
+        """What either API answers before it looks at the call: 401 without a key, 404 for
+        an unknown action, then any scripted delay and failure; None to go on."""
         if not authorized(record.headers):
             return 401, no_key_error()
-        action, call_id = record.action, record.call_id
-        if action not in CONTROL_ACTIONS:
+        if record.action not in CONTROL_ACTIONS:
             return 404, error_body(f"Invalid URL (POST {record.path})")
-        if (failure := await self.scripted(action, call_id)) is not None:
-            return failure
+        return await self.scripted(record.action, record.call_id)
+
+    async def _handle(self, record: RecordedRequest, body: Any, bad_json: bool) -> Result:
+        if (refusal := await self.precheck(record)) is not None:
+            return refusal
+        action, call_id = record.action, record.call_id
         call = self.lookup(call_id)
         if call is None or call.state == "ended":
             return not_found(call_id)
         if bad_json:
-            return 400, error_body("We could not parse the JSON body of your request.")
+            return 400, bad_json_error()
         if action in REQUEST_SCHEMAS and (body is not None or action != "reject"):
             errs = schemas.errors(REQUEST_SCHEMAS[action], body, strict=True)
             if errs:

@@ -20,13 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
-import re
 import time
-import uuid
-import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qsl
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from starlette.applications import Starlette
@@ -35,56 +30,29 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
-from callserver.testing import server_events
 from callserver.testing.fake_server import InLoopServer
+from callserver.testing.fake_tasks import Tasks
+from callserver.testing.fake_twilio_bridge import VOICEMAIL_GREETING as VOICEMAIL_GREETING
+from callserver.testing.fake_twilio_bridge import OpenAIBridge
+from callserver.testing.fake_twilio_calls import (
+    E164,
+    FakeTwilioCall,
+    TwilioCallee,
+    new_sid,
+    sip_of,
+    twilio_error,
+)
+from callserver.testing.fake_twilio_calls import CallOutcome as CallOutcome
 from callserver.testing.harness import TEST_WEBHOOK_SECRET
-from callserver.testing.webhook_sender import incoming_call_event, live_incoming_event, send_webhook
+from callserver.testing.local_service import LocalService
 
 if TYPE_CHECKING:
     from callserver.testing.fake_openai import FakeOpenAI
 
 __all__ = ["FakeTwilio", "FakeTwilioCall", "TwilioCallee"]
 
-E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-CallOutcome = Literal["answer", "machine", "busy", "no-answer", "failed"]
-VOICEMAIL_GREETING = "Hi, you've reached Ana. Please leave a message after the tone."
 
-
-def new_sid(prefix: str = "CA") -> str:
-    return prefix + uuid.uuid4().hex
-
-
-@dataclasses.dataclass
-class TwilioCallee:
-    """How the fake callee of one number behaves."""
-
-    outcome: CallOutcome = "answer"
-    ring_s: float = 0.05
-    says: str | None = "Hello?"
-    hangs_up_after: float | None = None
-    """Seconds after the bridge until the callee hangs up (None: until OpenAI's side ends)."""
-
-
-@dataclasses.dataclass
-class FakeTwilioCall:
-    sid: str
-    to: str
-    from_: str
-    url: str
-    status_url: str | None
-    events: tuple[str, ...]
-    machine_detection: str | None
-    timeout_s: int
-    status: str = "queued"
-    answered_by: str | None = None
-    twiml: str | None = None
-    bridged: tuple[str, str] | None = None
-    """(engine, OpenAI call id) of the leg bridged to OpenAI."""
-    callbacks: list[str] = dataclasses.field(default_factory=list)
-    created_at: float = dataclasses.field(default_factory=time.monotonic)
-
-
-class FakeTwilio:
+class FakeTwilio(LocalService):
     """See the module docstring. ``engines``: which incoming-call webhooks OpenAI sends for
     a bridged leg (``("realtime",)``, ``("live",)``, or both as for a dual subscription)."""
 
@@ -115,8 +83,9 @@ class FakeTwilio:
         """Scripted create answers: (status, places the call anyway)."""
         self.extra_bridge_headers: list[tuple[str, str]] = []
         self._validator = RequestValidator(auth_token)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks()
         self._http = httpx.AsyncClient(timeout=10)
+        self._bridge = OpenAIBridge(self, self._http)
         prefix = "/2010-04-01/Accounts/{account}"
         self.app = Starlette(
             routes=[
@@ -131,22 +100,11 @@ class FakeTwilio:
         """What ``CALLSERVER_TWILIO_API_URL`` points at."""
         return f"http://{self._server.host}:{self._server.port}"
 
-    async def start(self) -> None:
-        await self._server.start()
-
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Cancel the calls still playing, then close the client and stop the server."""
+        await self._tasks.cancel()
         await self._http.aclose()
-        await self._server.stop()
-
-    async def __aenter__(self) -> FakeTwilio:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        await super().stop()
 
     def script(self, number: str, **kwargs: Any) -> TwilioCallee:
         self.callees[number] = TwilioCallee(**kwargs)
@@ -172,17 +130,15 @@ class FakeTwilio:
         record = self.creates[-1]
         if not self._authorized(request, request.path_params["account"]):
             record["status"] = 401
-            return _twilio_error(401, 20003, "Authenticate")
+            return twilio_error(401, 20003, "Authenticate")
         values = dict(fields)
         for name in ("To", "From"):
             if not E164.match(values.get(name, "")):
                 record["status"] = 400
-                return _twilio_error(
-                    400, 21211, f"The '{name}' number is not a valid phone number."
-                )
+                return twilio_error(400, 21211, f"The '{name}' number is not a valid phone number.")
         if not values.get("Url", "").startswith(("http://", "https://")):
             record["status"] = 400
-            return _twilio_error(400, 21205, "Url is not a valid URL.")
+            return twilio_error(400, 21205, "Url is not a valid URL.")
         call = FakeTwilioCall(
             sid=new_sid(),
             to=values["To"],
@@ -198,7 +154,7 @@ class FakeTwilio:
             record["status"] = status
             if places_call:
                 self._place(call)
-            return _twilio_error(status, 20500, "Internal Server Error")
+            return twilio_error(status, 20500, "Internal Server Error")
         self._place(call)
         record["status"] = 201
         return JSONResponse(
@@ -208,16 +164,14 @@ class FakeTwilio:
 
     def _place(self, call: FakeTwilioCall) -> None:
         self.calls[call.sid] = call
-        task = asyncio.create_task(self._play(call, self.callees.get(call.to, self.default)))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.start(self._play(call, self.callees.get(call.to, self.default)))
 
     async def _call(self, request: Request) -> Response:
         if not self._authorized(request, request.path_params["account"]):
-            return _twilio_error(401, 20003, "Authenticate")
+            return twilio_error(401, 20003, "Authenticate")
         call = self.calls.get(request.path_params["sid"])
         if call is None:
-            return _twilio_error(404, 20404, "The requested resource was not found")
+            return twilio_error(404, 20404, "The requested resource was not found")
         if request.method == "GET":
             return JSONResponse({"sid": call.sid, "status": call.status})
         status = str((await request.form()).get("Status") or "")
@@ -227,7 +181,7 @@ class FakeTwilio:
         elif status == "completed" and call.status == "in-progress":
             await self._finish(call, "completed")
         else:
-            return _twilio_error(400, 21220, "Call is not in-progress. Cannot redirect.")
+            return twilio_error(400, 21220, "Call is not in-progress. Cannot redirect.")
         return JSONResponse({"sid": call.sid, "status": call.status})
 
     # -- the callee ---------------------------------------------------------------------------
@@ -257,94 +211,10 @@ class FakeTwilio:
         await self._callback(call, "in-progress", event="answered")
         twiml = await self._fetch_twiml(call)
         call.twiml = twiml
-        sip = _sip_of(twiml)
-        if sip is None:
-            await self._finish(call, "completed")
-            return
-        await self._bridge(call, callee, sip)
-
-    async def _bridge(self, call: FakeTwilioCall, callee: TwilioCallee, sip_uri: str) -> None:
-        assert self.openai is not None and self.webhook_url is not None
-        headers = [
-            ("X-Twilio-CallSid", new_sid()),
-            *_uri_headers(sip_uri),
-            *self.extra_bridge_headers,
-        ]
-        fake = self.openai
-        ids: list[tuple[str, str]] = []
-        if "realtime" in self.engines and "live" in self.engines:
-            ids = list(zip(("realtime", "live"), fake.add_dual_call(), strict=True))
-        elif "live" in self.engines:
-            ids = [("live", fake.live.add_session())]
-        else:
-            ids = [("realtime", fake.add_call())]
-        for engine, call_id in ids:
-            if engine == "live":
-                event = live_incoming_event(
-                    call_id, from_=call.from_, to=call.to, extra_headers=headers
-                )
-            else:
-                event = incoming_call_event(
-                    call_id, from_=call.from_, to=call.to, extra_headers=headers
-                )
-            await send_webhook(self.webhook_url, self.webhook_secret, event, client=self._http)
-        accepted = await self._wait_accepted(ids)
-        if accepted is None:
-            await self._finish(call, "completed")
-            return
-        engine, call_id = accepted
-        call.bridged = accepted
-        await self._callee_speaks(engine, call_id, callee)
-        started = time.monotonic()
-        while self._leg_up(engine, call_id):
-            if (
-                callee.hangs_up_after is not None
-                and time.monotonic() - started >= callee.hangs_up_after
-            ):
-                if engine == "live":
-                    await fake.live.caller_hangs_up(call_id)
-                else:
-                    await fake.caller_hangs_up(call_id)
-                break
-            await asyncio.sleep(0.02)
+        sip = sip_of(twiml)
+        if sip is not None:
+            await self._bridge.run(call, callee, sip)
         await self._finish(call, "completed")
-
-    async def _wait_accepted(
-        self, ids: list[tuple[str, str]], timeout_s: float = 10.0
-    ) -> tuple[str, str] | None:
-        assert self.openai is not None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for engine, call_id in ids:
-                state = self._state(engine, call_id)
-                if state == "accepted":
-                    return engine, call_id
-            if all(self._state(e, c) == "ended" for e, c in ids):
-                return None
-            await asyncio.sleep(0.01)
-        return None
-
-    def _state(self, engine: str, call_id: str) -> str | None:
-        assert self.openai is not None
-        if engine == "live":
-            session = self.openai.live.sessions.get(call_id)
-            return session.state if session else None
-        return self.openai.call_state(call_id)
-
-    def _leg_up(self, engine: str, call_id: str) -> bool:
-        return self._state(engine, call_id) not in ("ended", None)
-
-    async def _callee_speaks(self, engine: str, call_id: str, callee: TwilioCallee) -> None:
-        assert self.openai is not None
-        text = VOICEMAIL_GREETING if callee.outcome == "machine" else callee.says
-        if not text:
-            return
-        if engine == "live":
-            await self.openai.live.wait_attached(call_id)
-            await self.openai.live.caller_says(call_id, text)
-            return
-        conn = await self.openai.wait_connected(call_id)
-        await conn.send(server_events.input_transcription_completed(None, text))
 
     async def _finish(self, call: FakeTwilioCall, status: str) -> None:
         call.status = status
@@ -392,31 +262,3 @@ class FakeTwilio:
             )
         except httpx.HTTPError:
             return None
-
-
-def _twilio_error(status: int, code: int, message: str) -> JSONResponse:
-    return JSONResponse(
-        {
-            "code": code,
-            "message": message,
-            "more_info": f"https://www.twilio.com/docs/errors/{code}",
-            "status": status,
-        },
-        status_code=status,
-    )
-
-
-def _sip_of(twiml: str) -> str | None:
-    """The ``<Dial><Sip>`` URI of a TwiML answer, or None (``<Hangup/>``, anything else)."""
-    try:
-        root = ET.fromstring(twiml)
-    except ET.ParseError:
-        return None
-    sip = root.find("./Dial/Sip")
-    return sip.text.strip() if sip is not None and sip.text else None
-
-
-def _uri_headers(uri: str) -> list[tuple[str, str]]:
-    """Custom SIP headers a ``<Sip>`` URI carries in its query (``?X-Foo=1&X-Bar=2``)."""
-    _, _, query = uri.partition("?")
-    return [(k, v) for k, v in parse_qsl(query) if k.startswith("X-")]

@@ -1,5 +1,5 @@
 """What every local fake or receiver served in the current event loop shares: a start, a
-stop, and ``async with``."""
+stop, and ``async with`` (the replayer too, which runs a fake and a callserver)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,18 @@ from typing import Self
 
 from callserver.testing.fake_server import InLoopServer
 
-__all__ = ["LocalService"]
+__all__ = ["AsyncService", "LocalService"]
 
 
-class LocalService:
-    """Base for a service on an :class:`InLoopServer` (set ``self._server``); subclasses
-    extend :meth:`stop` to let their own work go first."""
-
-    _server: InLoopServer
+class AsyncService:
+    """Anything a test starts and stops: ``async with`` is :meth:`start`, then :meth:`stop`
+    however the block ends (so every fake and the replayer spell it once)."""
 
     async def start(self) -> None:
-        """Bind (ephemeral port unless given) and serve in the current event loop."""
-        await self._server.start()
+        raise NotImplementedError
 
     async def stop(self) -> None:
-        await self._server.stop()
+        raise NotImplementedError
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -35,3 +32,17 @@ class LocalService:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+class LocalService(AsyncService):
+    """Base for a service on an :class:`InLoopServer` (set ``self._server``); subclasses
+    extend :meth:`stop` to let their own work go first."""
+
+    _server: InLoopServer
+
+    async def start(self) -> None:
+        """Bind (ephemeral port unless given) and serve in the current event loop."""
+        await self._server.start()
+
+    async def stop(self) -> None:
+        await self._server.stop()

@@ -6,13 +6,15 @@ event cannot have depended on it, so the replayed client will send it again unpr
 Client events are matched, order-insensitively, against the recorded ones that are still
 unmatched; the first one that matches nothing, or an expected one that never comes, is a
 divergence and stops the replay of this call.
+
+Reading the recorded events is :mod:`~callserver.testing.replay_events`; the checks once
+the call is over are :mod:`~callserver.testing.replay_checks`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +22,14 @@ from callserver.records.cassette_reader import Cassette, Entry
 from callserver.testing import replay_match as rm
 from callserver.testing.fake_realtime import FakeConnection
 from callserver.testing.fake_sideband import FakeSideband
+from callserver.testing.replay_events import (
+    drop_positions,
+    event_shape,
+    function_call,
+    our_own_close,
+    parsed_arguments,
+    starts_turn,
+)
 from callserver.testing.replay_story import GuardrailCancel, read_story
 
 __all__ = ["CallReplay", "Divergence"]
@@ -84,7 +94,7 @@ class CallReplay:
         self.settle = settle
         self.divergences: list[Divergence] = []
         self.ws: list[Entry] = [e for e in cassette.entries if e.kind in ("ws_in", "ws_out")]
-        self.drops: set[int] = _drop_positions(cassette.entries)
+        self.drops: set[int] = drop_positions(cassette.entries)
         """Positions in ``ws`` before which the recorded control connection dropped."""
         self.calls: dict[str, tuple[str, str]] = {}
         self.expected: list[_Expected] = []
@@ -101,9 +111,9 @@ class CallReplay:
         for position, entry in enumerate(self.ws):
             event = entry.data["event"]
             if entry.kind == "ws_in":
-                if _starts_turn(event):
+                if starts_turn(event):
                     turn += 1
-                elif (call := _function_call(event)) is not None:
+                elif (call := function_call(event)) is not None:
                     self.calls[call[0]] = (call[1], call[2])
             else:
                 normalized = rm.normalize(event, self.cassette.call_id)
@@ -119,7 +129,7 @@ class CallReplay:
                     )
                 )
         for entry in self.cassette.of("tool"):
-            args = _parsed(entry.data.get("arguments"))
+            args = parsed_arguments(entry.data.get("arguments"))
             output = str(entry.data.get("output", ""))
             self._tool_outputs.setdefault(str(entry.data["name"]), []).append((args, output))
 
@@ -142,18 +152,18 @@ class CallReplay:
         """The recorded output for this call of ``name``; blocks forever (until cancelled) if
         the recorded call never finished, e.g. the caller hung up while it ran."""
         outputs = self._tool_outputs.get(name, [])
-        wanted = _parsed(arguments)
+        wanted = parsed_arguments(arguments)
         for index, (args, output) in enumerate(outputs):
             if args == wanted:
                 del outputs[index]
                 return output
         recorded_calls = [a for n, a in self.calls.values() if n == name]
-        if any(_parsed(a) == wanted for a in recorded_calls):
+        if any(parsed_arguments(a) == wanted for a in recorded_calls):
             await asyncio.Event().wait()  # recorded as still running when the call ended
         t = self.ws[-1].t if self.ws else 0.0
         self.diverge(
             t,
-            self._turn_now(),
+            self.turn_now(),
             f"tool {name} called with {arguments} but the cassette has no such call",
             [f"recorded calls of {name}: {recorded_calls or 'none'}"],
         )
@@ -179,16 +189,16 @@ class CallReplay:
         got = rm.describe(event, self.calls)
         if not open_:
             t = self.ws[-1].t if self.ws else 0.0
-            self.diverge(t, self._turn_now(), f"unexpected {got} after the recorded ones")
+            self.diverge(t, self.turn_now(), f"unexpected {got} after the recorded ones")
             return
-        same = [e for e in open_ if _shape(e.event) == _shape(event)]
+        same = [e for e in open_ if event_shape(e.event) == event_shape(event)]
         best = same[0] if same else open_[0]
         wanted = rm.describe(best.event, self.calls)
         if not same:
             self.diverge(best.t, best.turn, f"expected {wanted}, got {got}")
             return
         # The same kind of event with other content: name it, then the diff.
-        self._config_divergence(
+        self.config_divergence(
             best.t,
             best.turn,
             best.normalized,
@@ -198,7 +208,7 @@ class CallReplay:
             otherwise=f"{wanted} differs from the recording",
         )
 
-    def _config_divergence(
+    def config_divergence(
         self,
         t: float,
         turn: int,
@@ -220,14 +230,9 @@ class CallReplay:
         details = [f"(in {where})", *rm.diff_lines(exp_rest, act_rest)]
         self.diverge(t, turn, f"{who} {', '.join(phrases)}", details)
 
-    def _turn_now(self) -> int:
+    def turn_now(self) -> int:
         """The turn of the last server event sent (responses created so far)."""
         return self._turn
-
-    def _turn_at_t(self, t: float) -> int:
-        return sum(
-            1 for e in self.ws if e.kind == "ws_in" and e.t <= t and _starts_turn(e.data["event"])
-        )
 
     # -- driving the connection -----------------------------------------------------------------
 
@@ -257,11 +262,11 @@ class CallReplay:
             if not skipped_greeting and event.get("type") == "session.created":
                 skipped_greeting = True  # the fake greets every connection itself
                 continue
-            if _our_own_close(event):
+            if our_own_close(event):
                 break  # our hangup closed it; the fake's hangup answers with it again
             if not await self._wait_matched(position, conn):
                 return
-            if _starts_turn(event):
+            if starts_turn(event):
                 self._turn += 1
             self._last_arrival = asyncio.get_running_loop().time()  # settle counts from here too
             try:
@@ -341,106 +346,6 @@ class CallReplay:
     def _turn_at(self, position: int) -> int:
         turn = 0
         for entry in self.ws[:position]:
-            if entry.kind == "ws_in" and _starts_turn(entry.data["event"]):
+            if entry.kind == "ws_in" and starts_turn(entry.data["event"]):
                 turn += 1
         return turn
-
-    # -- after the call -------------------------------------------------------------------------
-
-    def check_rest(self, actual: list[tuple[str, Any]]) -> None:
-        """Compare REST attempts (action, body) with the recorded ones, in order."""
-        # Attempts that never got an answer (connect errors, timeouts) cannot be replayed.
-        recorded = [e for e in self.cassette.of("rest") if e.data.get("status") is not None]
-        # After a divergence the call was cut short on purpose: only what came before counts.
-        limit = min((d.t for d in self.divergences), default=float("inf"))
-        for index, entry in enumerate(recorded):
-            if entry.t > limit:
-                return
-            action = entry.data["action"]
-            turn = self._turn_at_t(entry.t)
-            expected = rm.normalize(entry.data.get("request"), self.cassette.call_id)
-            if index >= len(actual):
-                self.diverge(entry.t, turn, f"expected REST {action}, but callserver sent none")
-                return
-            got_action, body = actual[index]
-            if got_action != action:
-                self.diverge(entry.t, turn, f"expected REST {action}, got REST {got_action}")
-                return
-            normalized = rm.normalize(body, self.call_id)
-            if not rm.matches(expected, normalized):
-                self._config_divergence(
-                    entry.t,
-                    turn,
-                    expected,
-                    normalized,
-                    agent=self.story.start_agent,
-                    where=f"the REST {action} body: the session the call starts with",
-                    otherwise=f"REST {action} body differs",
-                )
-                return
-        for got_action, _ in actual[len(recorded) :] if not self.failed else []:
-            last = recorded[-1].t if recorded else 0.0
-            self.diverge(last, self._turn_now(), f"unexpected REST {got_action}")
-            return
-
-    def check_end(self, reason: str | None) -> None:
-        expected = self.end_reason
-        if expected is not None and reason != expected:
-            end = self.cassette.first("end")
-            self.diverge(
-                end.t if end else 0.0,
-                self._turn_now(),
-                f"expected the call to end with {expected}, it ended with {reason}",
-            )
-
-
-def _parsed(arguments: Any) -> Any:
-    """Tool arguments compared as JSON values, so whitespace and key order do not matter."""
-    if isinstance(arguments, str):
-        try:
-            return json.loads(arguments or "{}")
-        except ValueError:
-            return arguments
-    return arguments
-
-
-def _drop_positions(entries: list[Entry]) -> set[int]:
-    """For each recorded ``control: lost``, the index (among ws frames) of the next frame."""
-    positions: set[int] = set()
-    count = 0
-    for entry in entries:
-        if entry.kind in ("ws_in", "ws_out"):
-            count += 1
-        elif entry.kind == "control" and entry.data.get("event") == "lost":
-            positions.add(count)
-    return positions
-
-
-def _our_own_close(event: dict[str, Any]) -> bool:
-    """A Live ``session.closed`` that callserver's own hangup caused."""
-    return event.get("type") == "session.closed" and event.get("reason") == "close_requested"
-
-
-def _starts_turn(event: dict[str, Any]) -> bool:
-    """A new model turn: a Realtime response, or a Live delegation to the backend."""
-    return event.get("type") in ("response.created", "session.delegation.created")
-
-
-def _function_call(event: dict[str, Any]) -> tuple[str, str, str] | None:
-    """(call id, tool name, arguments) of a server event that calls a tool, on either
-    engine: Realtime's ``response.function_call_arguments.done``, or a Live backend's
-    ``response.output_item.done`` function_call item nested in a ``response.event``."""
-    if event.get("type") == "response.function_call_arguments.done":
-        fields: dict[str, Any] = event
-    elif event.get("type") == "response.event":
-        inner = event.get("event") or {}
-        fields = inner.get("item") or {} if inner.get("type") == "response.output_item.done" else {}
-        if fields.get("type") != "function_call":
-            return None
-    else:
-        return None
-    return str(fields.get("call_id")), str(fields.get("name")), str(fields.get("arguments") or "")
-
-
-def _shape(event: dict[str, Any]) -> tuple[Any, Any]:
-    return event.get("type"), (event.get("item") or {}).get("type")
