@@ -50,9 +50,11 @@ async def dialing(start_callserver, fake_openai: FakeOpenAI, tmp_path):
 async def test_campaign_outcomes_retries_dnc(dialing, fake_openai: FakeOpenAI) -> None:
     live = fake_openai.live.outbound
     rows = [{"to": n} for n in numbers(4)]
-    live.script(rows[1]["to"], outcome="busy", ring_s=0.02)
-    live.script(rows[2]["to"], outcome="no_answer", ring_s=0.02)
-    live.script(rows[3]["to"], outcome="voicemail", ring_s=0.02)
+    # Rings long enough for the sideband to attach on a loaded machine (the outcome arrives
+    # on it; at 20 ms a slow attach found the call gone and read it as "failed").
+    live.script(rows[1]["to"], outcome="busy", ring_s=0.3)
+    live.script(rows[2]["to"], outcome="no_answer", ring_s=0.3)
+    live.script(rows[3]["to"], outcome="voicemail", ring_s=0.3)
     rows += [{"to": "+14155559999"}, {"to": rows[0]["to"]}]  # on the DNC list; a duplicate
     response = await post(
         dialing,

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+from callserver.durable_sqlite import open_durable
+
 T = TypeVar("T")
 
 PENDING = "pending"
@@ -62,15 +64,8 @@ class OutboxStore:
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
-            parent = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(parent, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            # FULL: a commit is on disk when enqueue returns, even across power loss.
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=5000")
-            conn.executescript(_SCHEMA)
-            self._conn = conn
+            # A commit is on disk when enqueue returns, even across power loss.
+            self._conn = open_durable(self.path, _SCHEMA)
         return self._conn
 
     def open(self) -> None:

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from callserver.durable_sqlite import open_durable
 from callserver.outbound.campaigns.records import row_state
 from callserver.outbound.campaigns.store import RowState
 
@@ -95,16 +96,9 @@ class SqliteDb:
 
     def connect(self) -> sqlite3.Connection:
         if self._conn is None:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=5000")
             # Checkpoints run apart (``checkpoint``), not inside a claim's commit: a commit
             # that also copies the WAL into the database stalls the dialing for a while.
-            conn.execute("PRAGMA wal_autocheckpoint=0")
-            conn.executescript(SCHEMA)
-            self._conn = conn
+            self._conn = open_durable(self.path, SCHEMA, "wal_autocheckpoint=0")
         return self._conn
 
     def checkpoint(self) -> None:
