@@ -174,3 +174,27 @@ def test_strict_schema_and_secrets_hidden(tmp_path: Path, httpserver: HTTPServer
 def test_sign_matches_documented_scheme() -> None:
     digest = hmac.new(b"k", b"1700000000.{}", hashlib.sha256).hexdigest()
     assert sign(b"k", 1700000000, b"{}") == f"v1={digest}"
+
+
+async def test_tool_calls_share_one_tls_context(
+    tmp_path: Path, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building a TLS context reads the CA bundle (~27 ms with the event loop blocked): an
+    HTTP tool must not pay it on every call, only the process once (callserver/tls.py)."""
+    import ssl
+
+    built: list[object] = []
+    original = ssl.SSLContext.load_verify_locations
+
+    def counting(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
+    httpserver.expect_request("/orders/7/status", method="GET").respond_with_json({"ok": 1})
+    tool = make_tool(tmp_path, httpserver, method="GET")
+    for _ in range(3):
+        out = await tool.on_invoke_tool(ctx(), '{"order_id": "7", "verbose": false}')
+        assert json.loads(out) == {"ok": 1}
+    assert len(httpserver.log) == 3
+    assert len(built) <= 1  # the shared context, if no earlier test built it already

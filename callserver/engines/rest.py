@@ -17,6 +17,7 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from callserver.engines.errors import CallGone, ControlError, DecidedElsewhere
+from callserver.tls import client_tls
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class DeadlineRest:
             timeout=httpx.Timeout(timeout_s),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
             transport=transport,
+            verify=client_tls(),
         )
         self._timeout_s = timeout_s
         self._max_attempts = max_attempts

@@ -33,6 +33,7 @@ from agents.tool_context import ToolContext
 from pydantic import SecretStr
 
 from callserver.graph.context import CallToolContext
+from callserver.tls import client_tls
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class HttpToolRuntime:
             return f"Error: {exc}"
         try:
             async with httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout), follow_redirects=False
+                timeout=httpx.Timeout(self.timeout), follow_redirects=False, verify=client_tls()
             ) as client:
                 response = await client.send(request, stream=True)
                 try:

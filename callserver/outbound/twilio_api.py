@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from callserver.tls import client_tls
+
 log = logging.getLogger(__name__)
 
 API_VERSION = "2010-04-01"
@@ -68,6 +70,7 @@ class TwilioCallsApi:
             auth=(account_sid, auth_token),
             timeout=httpx.Timeout(timeout_s),
             transport=transport,
+            verify=client_tls(),
         )
 
     async def aclose(self) -> None:

@@ -36,6 +36,7 @@ import tenacity
 from standardwebhooks.webhooks import Webhook  # svix's core, without its API client
 
 from callserver.records.outbox_store import DEAD, PENDING, OutboxRow, OutboxStore
+from callserver.tls import client_tls
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,7 @@ class Outbox:
             follow_redirects=False,
             headers={"user-agent": "callserver-webhooks"},
             transport=self._transport,
+            verify=client_tls(),
         ) as client:
             while True:
                 try:

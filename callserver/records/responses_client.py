@@ -21,6 +21,7 @@ import httpx
 import tenacity
 
 from callserver.records.redaction import Redactor
+from callserver.tls import client_tls
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,9 @@ class ResponsesClient:
             "content-type": "application/json",
             "user-agent": "callserver-analysis",
         }
-        self._client = httpx.AsyncClient(transport=transport, follow_redirects=False)
+        self._client = httpx.AsyncClient(
+            transport=transport, follow_redirects=False, verify=client_tls()
+        )
         self._backoff = tenacity.wait_random_exponential(
             multiplier=backoff_base_s, max=backoff_max_s, min=backoff_base_s
         )
