@@ -13,7 +13,6 @@ config.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from types import FrameType
@@ -22,6 +21,7 @@ import uvicorn
 
 from callserver.app import Services, create_app
 from callserver.config_holder import ConfigHolder
+from callserver.gc_policy import CollectorPolicy
 from callserver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,8 @@ EXIT_FORCED = 4
 EXIT_FORCED_INCOMPLETE = 5
 """A second signal cut the drain short and some calls did not end within the bound (with a
 shared registry their leases lapse and a survivor hangs them up)."""
+GC_CHECK_S = 60.0
+"""How often the collector policy's interval is checked (gc_policy.py)."""
 ABORT_TIMEOUT_S = 3.0
 """After a second signal: how long hanging up the live calls may take, in total."""
 
@@ -45,6 +47,7 @@ class DrainingServer(uvicorn.Server):
         self._app_state = app_state
         self._drain_task: asyncio.Task[None] | None = None
         self._abort_task: asyncio.Task[None] | None = None
+        self._gc_task: asyncio.Task[None] | None = None
         self._reload_tasks: set[asyncio.Task[object]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.exit_code = EXIT_DRAINED
@@ -115,15 +118,26 @@ class DrainingServer(uvicorn.Server):
     async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
         await super().startup(sockets)
         # Everything loaded by now (the SDK, pydantic schemas, the config, warm-up) lives for
-        # the whole process: move it out of the collector's generations so full collections
-        # scan only per-call objects, keeping GC pauses off the accept path.
-        gc.collect()
-        gc.freeze()
+        # the whole process: frozen out of the collector's view; full collections then run
+        # after call turnover, not heap growth (gc_policy.py: no pauses while calls are up).
         loop = self._loop = asyncio.get_running_loop()
+        services = self._services()
+        if services is not None:
+            manager = services.manager
+            policy = CollectorPolicy(lambda: manager.active_count)
+            policy.install()
+            manager.end_listeners.append(policy.call_ended)
+            self._gc_task = loop.create_task(self._collect_periodically(policy), name="gc")
         try:
             loop.add_signal_handler(signal.SIGHUP, self.handle_exit, signal.SIGHUP, None)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-POSIX
             pass
+
+    @staticmethod
+    async def _collect_periodically(policy: CollectorPolicy) -> None:
+        while True:
+            await asyncio.sleep(GC_CHECK_S)
+            policy.maybe_collect(timer=True)
 
     async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[override]
         if self._abort_task is not None:
@@ -132,7 +146,7 @@ class DrainingServer(uvicorn.Server):
                 self.config.timeout_graceful_shutdown or 1, 1
             )
         await super().shutdown(sockets)
-        for task in (self._drain_task, self._abort_task):
+        for task in (self._drain_task, self._abort_task, self._gc_task):
             if task is not None and not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
