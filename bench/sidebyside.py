@@ -156,6 +156,7 @@ def tool_rows(result: dict[str, Any]) -> list[list[str]]:
         ["tool round trip p50", f"{result['trip_p50_ms']:.1f} ms", ""],
         ["tool round trip p99", f"{result['trip_p99_ms']:.1f} ms", f"< 20 ms: {trip_ok}"],
         ["tool round trip max", f"{result['trip_max_ms']:.1f} ms", ""],
+        ["tool round trip p99, second half", f"{result['trip_p99_second_half_ms']:.1f} ms", ""],
         ["server CPU per tool turn", f"{result['cpu_per_turn_ms']:.2f} ms", ""],
         ["server CPU (cores) / caller side", _shares(result), ""],
         ["RSS start / attached / end", _rss(result), ""],

@@ -118,6 +118,10 @@ async def run_tools(calls: int, rate: float, period: float, seconds: float) -> d
             cpu_after, rss_after = cpu_s(server.pid), rss_kib(server.pid)
             own_cpu = cpu_s(os.getpid()) - own_before
             trips = [tracker.outputs[f] - t for f, t in sent.items() if f in tracker.outputs]
+            half = min(sent.values(), default=0.0) + seconds / 2
+            late = [
+                tracker.outputs[f] - t for f, t in sent.items() if f in tracker.outputs and t > half
+            ]
             attached_at_end = sum(1 for c in tracker.conns.values() if not c.closed.is_set())
             hangup_s = await hang_up_all(fake, tracker)
     return {
@@ -129,6 +133,7 @@ async def run_tools(calls: int, rate: float, period: float, seconds: float) -> d
         "trip_p50_ms": pct(trips, 50) * 1000,
         "trip_p99_ms": pct(trips, 99) * 1000,
         "trip_max_ms": max(trips, default=float("nan")) * 1000,
+        "trip_p99_second_half_ms": pct(late, 99) * 1000,
         "cpu_per_turn_ms": (cpu_after - cpu_before) * 1000 / max(1, len(schedule)),
         "server_cpu_share": (cpu_after - cpu_before) / seconds,
         "caller_side_cpu_share": own_cpu / seconds,
