@@ -105,8 +105,8 @@ async def run_tools(calls: int, rate: float, period: float, seconds: float) -> d
             await asyncio.sleep(0.5)
             rss_start = rss_kib(server.pid)
             hooks = signed_webhooks(fake, calls)
-            sent_hooks, _ = await ring_open_loop(client, server.webhook_url, hooks, rate)
-            await tracker.wait_attached(list(sent_hooks), 300)
+            sent_hooks, _, _ = await ring_open_loop(client, server.webhook_url, hooks, rate)
+            missing = await tracker.wait_attached(list(sent_hooks), 300)
             await asyncio.sleep(1.0)
             rss_attached, cpu_before = rss_kib(server.pid), cpu_s(server.pid)
             own_before = cpu_s(os.getpid())
@@ -126,6 +126,7 @@ async def run_tools(calls: int, rate: float, period: float, seconds: float) -> d
             hangup_s = await hang_up_all(fake, tracker)
     return {
         "calls": calls,
+        "not_attached": missing,
         "attached_at_end": attached_at_end,
         "turns": len(schedule),
         "answered": len(trips),
@@ -148,7 +149,7 @@ async def run_tools(calls: int, rate: float, period: float, seconds: float) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--rate", type=float, default=100.0, help="arrivals per second")
+    parser.add_argument("--rate", type=float, default=40.0, help="arrivals per second")
     parser.add_argument("--period", type=float, default=10.0, help="s between a call's turns")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the tool phase")
     parser.add_argument("--strict", action="store_true", help="keep the fake's schema checks")
