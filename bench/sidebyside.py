@@ -130,6 +130,14 @@ def table_rows(
                 median(rec, "kib_per_call"),
                 1.2,
             ),
+            [
+                f"calls never attached / webhooks redelivered, {at}",
+                _failures(ex),
+                _failures(cs),
+                "-",
+                "-",
+                "",
+            ],
             ratio_row(
                 f"hang-up -> all sockets closed, {at}",
                 "s",
@@ -162,6 +170,12 @@ def tool_rows(result: dict[str, Any]) -> list[list[str]]:
         ["RSS start / attached / end", _rss(result), ""],
         ["turns sent late, p99", f"{result['turn_lag_p99_ms']:.1f} ms", "caller side lag"],
     ]
+
+
+def _failures(runs: list[dict[str, Any]]) -> str:
+    """Summed over the repeats: calls that never attached, webhooks sent again."""
+    missing = sum(r["not_attached"] for r in runs)
+    return f"{missing} / {sum(r['webhook_retries'] for r in runs)}"
 
 
 def _shares(result: dict[str, Any]) -> str:
