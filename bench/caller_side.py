@@ -155,7 +155,7 @@ def server_env(kind: str, fake: FakeOpenAI, workdir: Path, config: Path) -> dict
         "OPENAI_BASE_URL": fake.base_url,
         # No internet here: the SDK's trace exporter would retry against api.openai.com.
         "OPENAI_AGENTS_DISABLE_TRACING": "1",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
     }
     if kind == "example":
         env["SIP_EXAMPLE_WS_URL"] = fake.ws_url
