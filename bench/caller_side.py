@@ -317,6 +317,8 @@ async def run_setup(kind: str, calls: int, rate: float, warmup: int) -> dict[str
             own_cpu = cpu_s(os.getpid()) - own_before
             latencies = accept_latencies(fake, sent)
             hangup_s = await hang_up_all(fake, tracker)
+        # Only with --strict: what the server sent that fails OpenAI's schemas.
+        schema_errors = len(fake.client_schema_errors) + len(fake.rest_schema_errors)
     return {
         "server": kind,
         "calls": calls,
@@ -333,6 +335,7 @@ async def run_setup(kind: str, calls: int, rate: float, warmup: int) -> dict[str
         "send_lag_p99_ms": pct(lags, 99) * 1000,
         "webhook_retries": retries,
         "caller_side_cpu_ms": own_cpu * 1000 / calls,
+        "schema_errors": schema_errors,
     }
 
 

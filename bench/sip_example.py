@@ -209,6 +209,8 @@ def track_call_task(call_id: str) -> None:
 
 
 async def openai_webhook(request: Request) -> Response:
+    """Verify, accept in the handler, then observe in the background (the example's order:
+    the webhook is answered only once the accept is done)."""
     body = await request.body()
     try:
         event = client.webhooks.unwrap(body, request.headers)
@@ -226,6 +228,7 @@ async def openai_webhook(request: Request) -> Response:
 
 
 async def healthcheck(request: Request) -> Response:
+    """The readiness URL the caller side polls before the first call."""
     return JSONResponse({"status": "ok"})
 
 
@@ -238,6 +241,7 @@ app = Starlette(
 
 
 def main() -> None:
+    """``uvicorn.run`` with its defaults, as ``uvicorn server:app`` runs the example."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
