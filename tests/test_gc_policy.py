@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from callserver.gc_policy import NEVER, YOUNG_THRESHOLD, CollectorPolicy
+from callserver.gc_policy import MIDDLE_THRESHOLD, NEVER, YOUNG_THRESHOLD, CollectorPolicy
 
 
 class Clock:
@@ -55,7 +55,7 @@ def test_install_freezes_and_switches_automatic_full_collections_off() -> None:
     before = gc.get_threshold()
     try:
         CollectorPolicy.install()
-        assert gc.get_threshold() == (YOUNG_THRESHOLD, 10, NEVER)
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, MIDDLE_THRESHOLD, NEVER)
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
