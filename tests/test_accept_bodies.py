@@ -14,15 +14,10 @@ from callserver.engines.realtime.accept_bodies import AcceptBodies
 from callserver.graph import load_config
 from callserver.graph.context import CallInfo, CallToolContext
 from callserver.graph.spec import BuiltGraph
+from tests.test_graph_build import INFO
 
 ROOT = Path(__file__).resolve().parent.parent
-FIRST = CallInfo(
-    call_id="rtc_first",
-    caller="+14255551212",
-    dialed="+18005551212",
-    sip_headers=[("From", "sip:+14255551212@x"), ("X-Caller-Name", "Ann")],
-    received_at=datetime(2026, 11, 27, 15, 55, tzinfo=UTC),
-)
+FIRST = INFO  # the call test_graph_build builds for
 SECOND = CallInfo(
     call_id="rtc_second",
     caller="+16505550000",

@@ -24,6 +24,7 @@ from callserver.calls.registry import CallRegistry
 from callserver.calls.session import CallSession, SignalListener
 from callserver.engines.base import Engine, Takeover
 from callserver.engines.errors import CallGone, ControlError, DecidedElsewhere
+from callserver.engines.rest import RestObserver
 from callserver.graph.context import CallInfo, CallToolContext
 from callserver.graph.routes import RouteResult
 from callserver.graph.spec import BuiltGraph, Config
@@ -204,16 +205,10 @@ class ManagerState:
     def recorder_factory(self) -> RecorderFactory | None:
         return self._recordings.factory
 
-    def observe_rest(
-        self,
-        call_id: str,
-        action: str,
-        body: dict[str, Any] | None,
-        status: int | None,
-        error: str | None,
-    ) -> None:
+    @property
+    def observe_rest(self) -> RestObserver:
         """The engines' REST observer while recording: one ``rest`` entry per attempt."""
-        self._recordings.observe_rest(call_id, action, body, status, error)
+        return self._recordings.observe_rest
 
     def _routing_info(self, call: IncomingCall) -> CallInfo:
         """What routing and placeholders see. A call that came in through our own Twilio
